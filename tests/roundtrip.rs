@@ -103,3 +103,80 @@ fn wbxml_to_xml_to_wbxml_is_byte_identical_over_every_tag() {
         assert_eq!(xml, xml2);
     }
 }
+
+/// decode → encode → decode must give the same XML, and encode the same bytes twice.
+#[cfg(feature = "xml")]
+fn assert_stable(doc: &[u8]) -> Vec<u8> {
+    use easync::wbxml::xml::{decode::decode, encode::encode};
+    let mut xml = Vec::new();
+    decode(&mut Reader::<&[u8], 256, 16>::new(doc), &mut xml).unwrap();
+    let wbxml = encode(&xml[..], Vec::new()).unwrap();
+    let mut xml2 = Vec::new();
+    decode(&mut Reader::<&[u8], 256, 16>::new(&wbxml[..]), &mut xml2).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&xml),
+        String::from_utf8_lossy(&xml2)
+    );
+    wbxml
+}
+
+/// Found by the roundtrip fuzzer: text beside child elements picked up the line breaks and
+/// indentation written before the children.
+#[cfg(feature = "xml")]
+#[test]
+fn mixed_content_fuzz_regression() {
+    assert_stable(include_bytes!("data/fuzz-roundtrip-mixed-content.wbxml"));
+}
+
+/// Found by the roundtrip fuzzer: an empty inline string followed by another string was
+/// marked as an empty value although the two join into one.
+#[cfg(feature = "xml")]
+#[test]
+fn empty_string_then_text_fuzz_regression() {
+    assert_stable(include_bytes!(
+        "data/fuzz-roundtrip-empty-string-then-text.wbxml"
+    ));
+}
+
+#[cfg(feature = "xml")]
+#[test]
+fn mixed_content_and_whitespace_only_text_round_trip_exactly() {
+    let status = Tag::new(0, 0x0E);
+    let mut w = Writer::new(Vec::new());
+    w.start(SYNC).unwrap();
+    w.text("a").unwrap();
+    w.start(status).unwrap();
+    w.text(" \t\n").unwrap();
+    w.end().unwrap();
+    w.text("  ").unwrap();
+    w.empty(status).unwrap();
+    w.text("b\n").unwrap();
+    w.end().unwrap();
+    let doc = w.finish().unwrap();
+    assert_eq!(assert_stable(&doc), doc);
+}
+
+#[cfg(feature = "xml")]
+#[test]
+fn opaque_beside_other_content_is_refused_clearly() {
+    use easync::wbxml::xml::decode::{DecodeError, decode};
+    let mut w = Writer::new(Vec::new());
+    w.start(SYNC).unwrap();
+    w.text("a").unwrap();
+    w.opaque(b"xyz").unwrap();
+    w.end().unwrap();
+    let doc = w.finish().unwrap();
+    let err = decode(
+        &mut Reader::<&[u8], 256, 16>::new(&doc[..]),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DecodeError::Unrepresentable { offset: 10, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("opaque data follows other content")
+    );
+}

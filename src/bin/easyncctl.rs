@@ -88,7 +88,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             return Err(format!(
                 "unknown command `{a}{}`",
                 b.map(|b| format!(" {b}")).unwrap_or_default()
-            ))
+            ));
         }
     };
     let input = words.next();
@@ -154,6 +154,7 @@ fn decode(
         wbxml::xml::decode::DecodeError::Wbxml(e) => {
             format!("{name}: {e}; the input is not an EAS WBXML document or is damaged")
         }
+        e @ wbxml::xml::decode::DecodeError::Unrepresentable { .. } => format!("{name}: {e}"),
         wbxml::xml::decode::DecodeError::Output(e) => format!("writing the XML failed: {e}"),
     })
 }

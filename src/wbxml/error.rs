@@ -39,7 +39,7 @@ pub enum ErrorKind {
     ContentOutsideRoot,
     #[error("data after the end of the root element")]
     TrailingData,
-    #[error("ENTITY U+{0:X} is not a Unicode scalar value")]
+    #[error("ENTITY U+{0:X} is not a character text can hold")]
     InvalidEntity(u32),
     #[error("text is not valid UTF-8")]
     InvalidUtf8,

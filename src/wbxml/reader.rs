@@ -98,7 +98,14 @@ enum State {
 enum Step {
     Start(Tag, bool),
     End(Tag),
-    Text(usize, usize),
+    /// Text in `buf[start..end]`, not yet validated; an error is reported at `error_at`, plus
+    /// the position of the bad byte when `exact`.
+    Text {
+        start: usize,
+        end: usize,
+        error_at: u64,
+        exact: bool,
+    },
     Char(usize),
     Opaque(u32),
     OpaqueData(usize, usize),
@@ -200,9 +207,33 @@ impl<R: Read, const BUF: usize, const DEPTH: usize> Reader<R, BUF, DEPTH> {
         Ok(match step {
             Step::Start(tag, has_content) => Event::Start { tag, has_content },
             Step::End(tag) => Event::End(tag),
-            // Both ranges were validated as UTF-8 by `step`.
-            Step::Text(a, b) => Event::Text(utf8(&self.buf[a..b])),
-            Step::Char(n) => Event::Text(utf8(&self.entity[..n])),
+            Step::Text {
+                start,
+                end,
+                error_at,
+                exact,
+            } => {
+                // Text is validated here, once, with a SIMD validator: it is most of the
+                // work on a large body.
+                let piece = &self.buf[start..end];
+                match simdutf8::basic::from_utf8(piece) {
+                    Ok(text) => Event::Text(text),
+                    Err(_) => {
+                        let bad = core::str::from_utf8(piece)
+                            .err()
+                            .map_or(0, |e| e.valid_up_to());
+                        let offset = error_at + if exact { bad as u64 } else { 0 };
+                        self.state = State::Failed(ErrorKind::InvalidUtf8, offset);
+                        return Err(Error::Invalid {
+                            kind: ErrorKind::InvalidUtf8,
+                            offset,
+                        });
+                    }
+                }
+            }
+            Step::Char(n) => {
+                Event::Text(core::str::from_utf8(&self.entity[..n]).unwrap_or_default())
+            }
             Step::Opaque(len) => Event::Opaque { len },
             Step::OpaqueData(a, b) => Event::OpaqueData(&self.buf[a..b]),
             Step::Eof => Event::Eof,
@@ -345,7 +376,8 @@ impl<R: Read, const BUF: usize, const DEPTH: usize> Reader<R, BUF, DEPTH> {
                 token::ENTITY => {
                     let code = self.mb_u32()?;
                     self.check_in_element(at)?;
-                    let Some(c) = char::from_u32(code) else {
+                    // NUL cannot stand in WBXML text (it ends inline strings), nor in XML.
+                    let Some(c) = char::from_u32(code).filter(|&c| c != '\0') else {
                         return Err(self.invalid_at(ErrorKind::InvalidEntity(code), at));
                     };
                     let n = c.encode_utf8(&mut self.entity).len();
@@ -360,13 +392,15 @@ impl<R: Read, const BUF: usize, const DEPTH: usize> Reader<R, BUF, DEPTH> {
                 token::STR_T => {
                     let index = self.mb_u32()?;
                     self.check_in_element(at)?;
-                    let Some((a, b)) = self.table_string(index) else {
+                    let Some((start, end)) = self.table_string(index) else {
                         return Err(self.invalid_at(ErrorKind::BadStringTableIndex(index), at));
                     };
-                    if core::str::from_utf8(&self.buf[a..b]).is_err() {
-                        return Err(self.invalid_at(ErrorKind::InvalidUtf8, at));
-                    }
-                    return Ok(Step::Text(a, b));
+                    return Ok(Step::Text {
+                        start,
+                        end,
+                        error_at: at,
+                        exact: false,
+                    });
                 }
                 token::OPAQUE => {
                     let len = self.mb_u32()?;
@@ -440,33 +474,33 @@ impl<R: Read, const BUF: usize, const DEPTH: usize> Reader<R, BUF, DEPTH> {
                 return Err(self.invalid(ErrorKind::Truncated));
             }
             let start = self.pos;
+            let error_at = self.offset;
             let window = &self.buf[start..self.end];
-            let (len, complete) = match memchr::memchr(0, window) {
-                Some(nul) => (nul, true),
-                None => (window.len(), false),
-            };
-            let usable = match core::str::from_utf8(&window[..len]) {
-                Ok(_) => len,
-                // An incomplete character at the end of a piece waits for more input.
-                Err(e) if e.error_len().is_none() && !complete => e.valid_up_to(),
-                Err(e) => {
-                    let at = self.offset + e.valid_up_to() as u64;
-                    return Err(self.invalid_at(ErrorKind::InvalidUtf8, at));
-                }
-            };
-            if complete {
+            if let Some(len) = memchr::memchr(0, window) {
                 self.advance(len + 1);
                 self.state = State::Body;
                 if len == 0 && self.piece_given {
                     // The string ended exactly where the last piece did: no empty piece.
                     return self.body_token();
                 }
-                return Ok(Step::Text(start, start + len));
+                return Ok(Step::Text {
+                    start,
+                    end: start + len,
+                    error_at,
+                    exact: true,
+                });
             }
+            // An incomplete character at the end of a piece waits for more input.
+            let usable = window.len() - incomplete_tail(window);
             if usable > 0 {
                 self.piece_given = true;
                 self.advance(usable);
-                return Ok(Step::Text(start, start + usable));
+                return Ok(Step::Text {
+                    start,
+                    end: start + usable,
+                    error_at,
+                    exact: true,
+                });
             }
             // Only the first bytes of one character are buffered: get the rest.
             if !self.fill()? {
@@ -563,10 +597,23 @@ impl<R: Read, const BUF: usize, const DEPTH: usize> Reader<R, BUF, DEPTH> {
     }
 }
 
-fn utf8(bytes: &[u8]) -> &str {
-    // Callers pass only ranges already checked with `from_utf8`; the fallback keeps this free
-    // of `unsafe` and of panics.
-    core::str::from_utf8(bytes).unwrap_or_default()
+/// How many bytes at the end of `bytes` are the start of a UTF-8 character that continues
+/// past it (0 to 3). Anything malformed counts as complete: validation reports it.
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(4) {
+        let b = bytes[bytes.len() - back];
+        if b & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back for the lead
+        }
+        let needed = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return 0,
+        };
+        return if needed > back { back } else { 0 };
+    }
+    0
 }
 
 #[cfg(test)]
@@ -880,6 +927,10 @@ mod tests {
         assert_eq!(
             err(&doc(b"\x45\x02\x83\xB0\x00\x01")),
             (ErrorKind::InvalidEntity(0xD800), 5)
+        );
+        assert_eq!(
+            err(&doc(b"\x45\x02\x00\x01")),
+            (ErrorKind::InvalidEntity(0), 5)
         );
         assert_eq!(
             err(&doc(b"\x45\x03ab\xFFc\x00\x01")),

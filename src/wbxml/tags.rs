@@ -119,15 +119,29 @@ pub struct CodePage {
     pub prefix: &'static str,
     /// The tags, sorted by token.
     pub tags: &'static [TagDef],
+    /// For each token 0..64, its position in `tags` plus one (0: no such tag), so that the
+    /// reader's look-up per element is one load.
+    pub index: [u8; 64],
 }
 
 impl CodePage {
+    /// Builds the token index for `tags` (at compile time, for the static tables).
+    pub const fn index_of(tags: &[TagDef]) -> [u8; 64] {
+        let mut index = [0u8; 64];
+        let mut i = 0;
+        while i < tags.len() {
+            index[(tags[i].token & 0x3f) as usize] = (i + 1) as u8;
+            i += 1;
+        }
+        index
+    }
+
     /// The tag with this token, if the page has one.
+    #[inline]
     pub fn tag(&self, token: u8) -> Option<&'static TagDef> {
         let tags: &'static [TagDef] = self.tags;
-        tags.binary_search_by_key(&token, |t| t.token)
-            .ok()
-            .map(|i| &tags[i])
+        let slot = *self.index.get(token as usize)?;
+        tags.get(usize::from(slot).checked_sub(1)?)
     }
 
     /// The tag with this spec name, if the page has one.
@@ -244,6 +258,19 @@ mod tests {
                     p.name,
                     t.name
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_without_a_tag_are_not_found() {
+        for p in PAGES.iter() {
+            for token in 0..=255u8 {
+                if let Some(t) = p.tag(token) {
+                    assert_eq!(t.token, token);
+                } else {
+                    assert!(p.tags.iter().all(|t| t.token != token));
+                }
             }
         }
     }

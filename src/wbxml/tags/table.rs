@@ -55,6 +55,7 @@ const fn page(
         xmlns,
         prefix,
         tags,
+        index: CodePage::index_of(tags),
     }
 }
 

@@ -15,6 +15,8 @@ use crate::wbxml::tags::Tag;
 pub enum DecodeError<E: core::fmt::Debug> {
     #[error(transparent)]
     Wbxml(#[from] Error<E>),
+    #[error("at byte {offset}: {message}")]
+    Unrepresentable { offset: u64, message: String },
     #[error("writing the XML failed: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -42,7 +44,15 @@ pub fn decode<R: Read, O: Write, const BUF: usize, const DEPTH: usize>(
         match reader.next()? {
             Event::Eof => break,
             event => {
-                printer.event(event, out)?;
+                if let Err(e) = printer.event(event, out) {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        return Err(DecodeError::Unrepresentable {
+                            offset: reader.offset(),
+                            message: e.to_string(),
+                        });
+                    }
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -58,6 +68,9 @@ struct Printer<const DEPTH: usize> {
     /// For each open element, the pages whose prefixes are declared on it or above it.
     declared: heapless::Vec<u32, DEPTH>,
     skip_end: bool,
+    /// An empty inline string was read; it is written as `<![CDATA[]]>` unless more text
+    /// follows at once (then the two join and the marker would say something untrue).
+    empty_text_pending: bool,
     /// Opaque bytes not yet base64-encoded (fewer than 3).
     carry: [u8; 3],
     carry_len: usize,
@@ -70,16 +83,42 @@ impl<const DEPTH: usize> Printer<DEPTH> {
             root_page: None,
             declared: heapless::Vec::new(),
             skip_end: false,
+            empty_text_pending: false,
             carry: [0; 3],
             carry_len: 0,
         }
     }
 
+    /// The flags of the innermost open element.
+    fn flags(&self) -> u32 {
+        self.declared
+            .last()
+            .map_or(0, |m| m & (TEXT_SEEN | OPAQUE_ELEMENT))
+    }
+
+    fn set_flag(&mut self, flag: u32) {
+        if let Some(m) = self.declared.last_mut() {
+            *m |= flag;
+        }
+    }
+
     fn event<O: Write>(&mut self, event: Event<'_>, out: &mut O) -> std::io::Result<()> {
+        if self.empty_text_pending && !matches!(event, Event::Text(_)) {
+            self.empty_text_pending = false;
+            out.write_all(b"<![CDATA[]]>")?;
+        }
+        if self.flags() & OPAQUE_ELEMENT != 0
+            && !matches!(event, Event::OpaqueData(_) | Event::End(_))
+        {
+            return Err(unrepresentable("an element holding opaque data holds more"));
+        }
         match event {
             Event::Start { tag, has_content } => {
                 self.finish_open_tag(out)?;
-                self.line(out)?;
+                // In an element that also holds text, line breaks would become part of it.
+                if self.flags() & TEXT_SEEN == 0 {
+                    self.line(out)?;
+                }
                 self.open_tag(tag, has_content, out)?;
             }
             Event::End(tag) => {
@@ -91,8 +130,9 @@ impl<const DEPTH: usize> Printer<DEPTH> {
                 }
                 self.flush_base64(out)?;
                 self.finish_open_tag(out)?;
+                let flags = self.flags();
                 self.declared.pop();
-                if self.last == Last::Closed {
+                if self.last == Last::Closed && flags & TEXT_SEEN == 0 {
                     self.line(out)?;
                 }
                 out.write_all(b"</")?;
@@ -102,20 +142,26 @@ impl<const DEPTH: usize> Printer<DEPTH> {
             }
             Event::Text(text) => {
                 self.finish_open_tag(out)?;
-                if text.is_empty() {
-                    out.write_all(b"<![CDATA[]]>")?;
+                self.empty_text_pending = text.is_empty();
+                if !text.is_empty() && text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n')) {
+                    // Whitespace-only text would read back as formatting: write it as references.
+                    for b in text.bytes() {
+                        write!(out, "&#{b};")?;
+                    }
                 } else {
                     write_text(text, out)?;
                 }
+                self.set_flag(TEXT_SEEN);
                 self.last = Last::Content;
             }
             Event::Opaque { .. } => {
-                if self.last == Last::OpenTag {
-                    out.write_all(b" opaque=\"base64\">")?;
-                } else {
-                    // Opaque data after other content cannot be marked; it is still kept.
-                    self.finish_open_tag(out)?;
+                if self.last != Last::OpenTag {
+                    return Err(unrepresentable(
+                        "opaque data follows other content in one element",
+                    ));
                 }
+                out.write_all(b" opaque=\"base64\">")?;
+                self.set_flag(OPAQUE_ELEMENT);
                 self.carry_len = 0;
                 self.last = Last::Content;
             }
@@ -139,7 +185,7 @@ impl<const DEPTH: usize> Printer<DEPTH> {
         }
         out.write_all(b"<")?;
         self.write_name(tag, out)?;
-        let mut mask = inherited;
+        let mut mask = inherited & !(TEXT_SEEN | OPAQUE_ELEMENT);
         if is_root {
             write!(out, " xmlns=\"{}\"", page.xmlns)?;
         } else if self.root_page != Some(tag.page) && inherited & (1 << tag.page) == 0 {
@@ -231,6 +277,17 @@ impl<const DEPTH: usize> Printer<DEPTH> {
         }
         Ok(())
     }
+}
+
+/// Flag bits kept above the page bits (0..=25) of an open element's entry in `declared`.
+const TEXT_SEEN: u32 = 1 << 31;
+const OPAQUE_ELEMENT: u32 = 1 << 30;
+
+fn unrepresentable(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{what}, which the XML form cannot carry (EAS documents never do this)"),
+    )
 }
 
 fn unknown(tag: Tag) -> std::io::Error {

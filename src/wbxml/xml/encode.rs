@@ -40,8 +40,8 @@
 use core::fmt;
 use std::io::{self, BufRead};
 
-use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 
 use crate::wbxml::error::Error as WbxmlError;
 use crate::wbxml::tags::{self, Tag};
@@ -772,7 +772,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                             expected: what,
                             found: found.into(),
                         },
-                    ))
+                    ));
                 }
             }
         }
@@ -902,7 +902,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                             expected: "whitespace, `>` or `/>` after the element name",
                             found: Found::Byte(b),
                         },
-                    ))
+                    ));
                 }
                 Some(_) => self.attribute(at, ns_len, &mut opaque)?,
             }
@@ -1057,7 +1057,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                         expected: "a quoted attribute value",
                         found: found.into(),
                     },
-                ))
+                ));
             }
         };
         self.attr.clear();
@@ -1069,7 +1069,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                     return Err(syntax(
                         pos,
                         SyntaxError::UnexpectedEof("an attribute value"),
-                    ))
+                    ));
                 }
             };
             if b == quote {
@@ -1137,7 +1137,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                         element: qname.to_string(),
                         prefix: prefix.to_string(),
                     },
-                ))
+                ));
             }
             _ => {
                 return Err(semantic(
@@ -1145,7 +1145,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                     SemanticError::NoNamespace {
                         element: qname.to_string(),
                     },
-                ))
+                ));
             }
         };
         let page = tags::page_by_namespace(uri).ok_or_else(|| {
@@ -1519,7 +1519,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                     return Err(syntax(
                         pos,
                         SyntaxError::UnexpectedEof("a processing instruction"),
-                    ))
+                    ));
                 }
                 Some(b'?') if self.src.peek()? == Some(b'>') => {
                     self.src.bump(b'>');
@@ -1545,7 +1545,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                     return Err(syntax(
                         pos,
                         SyntaxError::UnexpectedEof("a processing instruction"),
-                    ))
+                    ));
                 }
             };
             if b == b'?' && self.src.peek()? == Some(b'>') {
@@ -1610,7 +1610,7 @@ impl<R: BufRead, W: embedded_io::Write> Encoder<R, W> {
                     return Err(semantic(
                         pos,
                         SemanticError::BadWbxmlChar(digits.to_string()),
-                    ))
+                    ));
                 }
             };
             let mut utf8 = [0u8; 4];
@@ -1858,7 +1858,9 @@ mod tests {
         let xml = "<SendMail xmlns=\"ComposeMail:\"><Mime opaque='base64'>S&#71;Vs<!-- x --><![CDATA[bG8]]></Mime></SendMail>";
         assert_eq!(
             enc(xml),
-            doc(&[0x00, 0x15, 0x45, 0x50, 0xC3, 0x05, b'H', b'e', b'l', b'l', b'o', 0x01, 0x01])
+            doc(&[
+                0x00, 0x15, 0x45, 0x50, 0xC3, 0x05, b'H', b'e', b'l', b'l', b'o', 0x01, 0x01
+            ])
         );
     }
 
@@ -1965,7 +1967,9 @@ mod tests {
         assert_eq!(compact, pretty);
         assert_eq!(
             compact,
-            doc(&[0x45, 0x5C, 0x4F, 0x4B, 0x03, b'0', 0x00, 0x01, 0x01, 0x01, 0x01])
+            doc(&[
+                0x45, 0x5C, 0x4F, 0x4B, 0x03, b'0', 0x00, 0x01, 0x01, 0x01, 0x01
+            ])
         );
         // Whitespace alone in an element without children is its value, kept exactly.
         assert_eq!(
@@ -1988,12 +1992,16 @@ mod tests {
         // Whitespace from a reference or in CDATA is a value even next to children.
         assert_eq!(
             in_sync("<Collection>&#32;<SyncKey/><![CDATA[ ]]></Collection>"),
-            doc(&[0x45, 0x4F, 0x03, b' ', 0x00, 0x0B, 0x03, b' ', 0x00, 0x01, 0x01])
+            doc(&[
+                0x45, 0x4F, 0x03, b' ', 0x00, 0x0B, 0x03, b' ', 0x00, 0x01, 0x01
+            ])
         );
         // Literal whitespace around a reference belongs to the same string.
         assert_eq!(
             in_sync("<Collection>  &#32;  <SyncKey/></Collection>"),
-            doc(&[0x45, 0x4F, 0x03, b' ', b' ', b' ', b' ', b' ', 0x00, 0x0B, 0x01, 0x01])
+            doc(&[
+                0x45, 0x4F, 0x03, b' ', b' ', b' ', b' ', b' ', 0x00, 0x0B, 0x01, 0x01
+            ])
         );
     }
 
@@ -2025,10 +2033,12 @@ mod tests {
         );
         // One run of text, references, comments, CDATA and wbxml-char: one inline string.
         assert_eq!(
-            in_sync("<SyncKey>a<!-- x -->b<![CDATA[<c>&amp;]]]>d<?wbxml-char 1B?><?wbxml-char  FFFF ?>e</SyncKey>"),
+            in_sync(
+                "<SyncKey>a<!-- x -->b<![CDATA[<c>&amp;]]]>d<?wbxml-char 1B?><?wbxml-char  FFFF ?>e</SyncKey>"
+            ),
             doc(&[
-                0x45, 0x4B, 0x03, b'a', b'b', b'<', b'c', b'>', b'&', b'a', b'm', b'p', b';',
-                b']', b'd', 0x1B, 0xEF, 0xBF, 0xBF, b'e', 0x00, 0x01, 0x01
+                0x45, 0x4B, 0x03, b'a', b'b', b'<', b'c', b'>', b'&', b'a', b'm', b'p', b';', b']',
+                b'd', 0x1B, 0xEF, 0xBF, 0xBF, b'e', 0x00, 0x01, 0x01
             ])
         );
         assert_eq!(
@@ -2256,7 +2266,9 @@ mod tests {
     #[test]
     fn bad_base64() {
         let wrap = |b64: &str| {
-            format!("<SendMail xmlns=\"ComposeMail:\">\n<Mime opaque=\"base64\">{b64}</Mime></SendMail>")
+            format!(
+                "<SendMail xmlns=\"ComposeMail:\">\n<Mime opaque=\"base64\">{b64}</Mime></SendMail>"
+            )
         };
         assert_eq!(
             sem(&wrap("SGV!bG8=")),

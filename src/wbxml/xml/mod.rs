@@ -14,7 +14,10 @@
 //! - Text is escaped (`&lt;`, `&gt;`, `&amp;`, and CR as `&#13;` so no XML parser folds it).
 //!   A character XML 1.0 cannot hold at all (most C0 controls, U+FFFE, U+FFFF) is written as
 //!   the processing instruction `<?wbxml-char XX?>` (hex code point) in the text.
-//! - Opaque data is base64 in an element marked `opaque="base64"`.
+//! - Whitespace-only text is written as character references (`&#32;`), so it is never
+//!   mistaken for formatting; in an element that holds text, no line breaks are added.
+//! - Opaque data is base64 in an element marked `opaque="base64"`. Opaque data beside other
+//!   content in one element has no XML form: decoding stops there with a clear error.
 //! - One element per line, indented two spaces per level; text stays on its element's line.
 //!
 //! Byte-identical round trips hold for WBXML in the form EAS servers and our writer produce:

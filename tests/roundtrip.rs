@@ -138,6 +138,14 @@ fn empty_string_then_text_fuzz_regression() {
     ));
 }
 
+/// Found by the roundtrip fuzzer: a whitespace-only piece of a longer text was escaped or not
+/// depending on where the reader's buffer cut the text.
+#[cfg(feature = "xml")]
+#[test]
+fn whitespace_piece_fuzz_regression() {
+    assert_stable(include_bytes!("data/fuzz-roundtrip-whitespace-piece.wbxml"));
+}
+
 #[cfg(feature = "xml")]
 #[test]
 fn mixed_content_and_whitespace_only_text_round_trip_exactly() {

@@ -71,6 +71,8 @@ struct Printer<const DEPTH: usize> {
     /// An empty inline string was read; it is written as `<![CDATA[]]>` unless more text
     /// follows at once (then the two join and the marker would say something untrue).
     empty_text_pending: bool,
+    /// The current run of text has had a character other than whitespace.
+    run_has_content: bool,
     /// Opaque bytes not yet base64-encoded (fewer than 3).
     carry: [u8; 3],
     carry_len: usize,
@@ -84,6 +86,7 @@ impl<const DEPTH: usize> Printer<DEPTH> {
             declared: heapless::Vec::new(),
             skip_end: false,
             empty_text_pending: false,
+            run_has_content: false,
             carry: [0; 3],
             carry_len: 0,
         }
@@ -143,14 +146,24 @@ impl<const DEPTH: usize> Printer<DEPTH> {
             Event::Text(text) => {
                 self.finish_open_tag(out)?;
                 self.empty_text_pending = text.is_empty();
-                if !text.is_empty() && text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n')) {
-                    // Whitespace-only text would read back as formatting: write it as references.
-                    for b in text.bytes() {
+                if self.last != Last::Content {
+                    self.run_has_content = false;
+                }
+                let mut text = text;
+                if !self.run_has_content {
+                    // Leading whitespace of a run is written as references, so a run of only
+                    // whitespace never reads back as formatting, however it was cut in pieces.
+                    let lead = text
+                        .bytes()
+                        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n'))
+                        .count();
+                    for b in text[..lead].bytes() {
                         write!(out, "&#{b};")?;
                     }
-                } else {
-                    write_text(text, out)?;
+                    text = &text[lead..];
+                    self.run_has_content = !text.is_empty();
                 }
+                write_text(text, out)?;
                 self.set_flag(TEXT_SEEN);
                 self.last = Last::Content;
             }

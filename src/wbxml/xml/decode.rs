@@ -145,7 +145,8 @@ impl<const DEPTH: usize> Printer<DEPTH> {
             }
             Event::Text(text) => {
                 self.finish_open_tag(out)?;
-                self.empty_text_pending = text.is_empty();
+                // An empty string only marks an empty value when it is the whole run.
+                self.empty_text_pending = text.is_empty() && self.last != Last::Content;
                 if self.last != Last::Content {
                     self.run_has_content = false;
                 }

@@ -144,10 +144,11 @@ impl<const DEPTH: usize> Printer<DEPTH> {
                 self.last = Last::Closed;
             }
             Event::Text(text) => {
+                let starts_run = self.last != Last::Content;
                 self.finish_open_tag(out)?;
                 // An empty string only marks an empty value when it is the whole run.
-                self.empty_text_pending = text.is_empty() && self.last != Last::Content;
-                if self.last != Last::Content {
+                self.empty_text_pending = text.is_empty() && starts_run;
+                if starts_run {
                     self.run_has_content = false;
                 }
                 let mut text = text;

@@ -18,12 +18,15 @@ fuzz_target!(|data: &[u8]| {
         None => (Config::default(), data),
     };
     let mut reader = Reader::<&[u8], 128, 8>::with_config(doc, config);
+    // Asking for the header first must agree with what the events say.
+    let header_ok = reader.header().is_ok();
     let mut depth = 0usize;
     let mut last_offset = 0;
     loop {
         let event = match reader.next() {
             Ok(e) => e,
             Err(e) => {
+                assert!(header_ok || reader.header().is_err());
                 let offset = e.offset().expect("a slice never fails to read");
                 assert!(offset <= doc.len() as u64);
                 break;

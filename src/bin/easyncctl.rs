@@ -4,7 +4,7 @@
 //! commands (status, sync, folders, enroll, policy, diagnose) come with the daemon.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
 
 use easync::wbxml::{self, ProtocolVersion};
@@ -161,7 +161,7 @@ fn decode(
 
 #[cfg(feature = "xml")]
 fn encode(input: Box<dyn Read>, output: &mut impl Write, name: &str) -> Result<(), String> {
-    let input = BufReader::with_capacity(64 * 1024, input);
+    let input = io::BufReader::with_capacity(64 * 1024, input);
     wbxml::xml::encode::encode(input, wbxml::FromStd(output))
         .map(|_| ())
         .map_err(|e| format!("{name}: {e}"))
@@ -169,6 +169,5 @@ fn encode(input: Box<dyn Read>, output: &mut impl Write, name: &str) -> Result<(
 
 #[cfg(not(feature = "xml"))]
 fn encode(_: Box<dyn Read>, _: &mut impl Write, _: &str) -> Result<(), String> {
-    let _ = BufReader::<&[u8]>::new;
     Err("this build has no XML support (built without the `xml` feature): use a host build".into())
 }

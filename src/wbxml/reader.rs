@@ -173,9 +173,16 @@ impl<R: Read, const BUF: usize, const DEPTH: usize> Reader<R, BUF, DEPTH> {
     /// The document header, read from the input if no event has been read yet.
     pub fn header(&mut self) -> ReadResult<Header, R> {
         if self.state == State::Header {
-            self.read_header()?;
+            if let Err(e) = self.read_header() {
+                self.remember(&e);
+                return Err(e);
+            }
         }
-        Ok(self.header.expect("read_header sets the header"))
+        match (self.header, self.state) {
+            (Some(header), _) => Ok(header),
+            (None, State::Failed(kind, offset)) => Err(self.invalid_at(kind, offset)),
+            (None, _) => Err(self.invalid(ErrorKind::Truncated)),
+        }
     }
 
     /// The number of input bytes consumed so far.
@@ -243,11 +250,15 @@ impl<R: Read, const BUF: usize, const DEPTH: usize> Reader<R, BUF, DEPTH> {
     fn step(&mut self) -> ReadResult<Step, R> {
         let result = self.step_inner();
         if let Err(e) = &result {
-            // A broken document stays broken: never resume parsing in the middle of it.
-            let kind = e.kind().unwrap_or(ErrorKind::Truncated);
-            self.state = State::Failed(kind, e.offset().unwrap_or(self.offset));
+            self.remember(e);
         }
         result
+    }
+
+    /// A broken document stays broken: never resume parsing in the middle of it.
+    fn remember(&mut self, e: &Error<R::Error>) {
+        let kind = e.kind().unwrap_or(ErrorKind::Truncated);
+        self.state = State::Failed(kind, e.offset().unwrap_or(self.offset));
     }
 
     fn step_inner(&mut self) -> ReadResult<Step, R> {
@@ -1009,6 +1020,25 @@ mod tests {
                 "</page 99:0x3F>",
                 "</page 99:0x05>"
             ]
+        );
+    }
+
+    #[test]
+    fn header_of_a_broken_document_is_an_error() {
+        let mut r = Reader::<_, 128, 8>::new(Trickle { data: b"", step: 1 });
+        assert_eq!(r.next().unwrap_err().kind(), Some(ErrorKind::Empty));
+        assert_eq!(r.header().unwrap_err().kind(), Some(ErrorKind::Empty));
+        let mut r = Reader::<_, 128, 8>::new(Trickle {
+            data: b"\x07",
+            step: 1,
+        });
+        assert_eq!(
+            r.header().unwrap_err().kind(),
+            Some(ErrorKind::UnsupportedWbxmlVersion(7))
+        );
+        assert_eq!(
+            r.next().unwrap_err().kind(),
+            Some(ErrorKind::UnsupportedWbxmlVersion(7))
         );
     }
 

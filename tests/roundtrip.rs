@@ -166,6 +166,19 @@ fn mixed_content_and_whitespace_only_text_round_trip_exactly() {
 
 #[cfg(feature = "xml")]
 #[test]
+fn two_empty_strings_stay_an_empty_value() {
+    let mut w = Writer::new(Vec::new());
+    w.start(SYNC).unwrap();
+    w.text("").unwrap();
+    w.text("").unwrap();
+    w.end().unwrap();
+    let doc = w.finish().unwrap();
+    // The two strings join into one empty string.
+    assert_eq!(assert_stable(&doc), b"\x03\x01\x6A\x00\x45\x03\x00\x01");
+}
+
+#[cfg(feature = "xml")]
+#[test]
 fn opaque_beside_other_content_is_refused_clearly() {
     use easync::wbxml::xml::decode::{DecodeError, decode};
     let mut w = Writer::new(Vec::new());

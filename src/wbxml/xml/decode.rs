@@ -147,7 +147,8 @@ impl<const DEPTH: usize> Printer<DEPTH> {
                 let starts_run = self.last != Last::Content;
                 self.finish_open_tag(out)?;
                 // An empty string only marks an empty value when it is the whole run.
-                self.empty_text_pending = text.is_empty() && starts_run;
+                self.empty_text_pending =
+                    text.is_empty() && (starts_run || self.empty_text_pending);
                 if starts_run {
                     self.run_has_content = false;
                 }

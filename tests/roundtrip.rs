@@ -176,7 +176,9 @@ fn two_empty_strings_stay_an_empty_value() {
     // The two strings join into one empty string.
     assert_eq!(assert_stable(&doc), b"\x03\x01\x6A\x00\x45\x03\x00\x01");
     // The fuzzer's find: the same inside a larger document.
-    assert_stable(include_bytes!("data/fuzz-roundtrip-two-empty-strings.wbxml"));
+    assert_stable(include_bytes!(
+        "data/fuzz-roundtrip-two-empty-strings.wbxml"
+    ));
 }
 
 #[cfg(feature = "xml")]

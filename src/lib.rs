@@ -7,7 +7,17 @@
 //!   with the EAS code pages as static tables. Decoding runs in a fixed buffer and never
 //!   allocates.
 //!
-//! The protocol (`eas`), transport, store, device, engine and D-Bus layers follow in later
-//! work.
+//! - [`eas`]: the ActiveSync protocol, sans-IO — request writers, response readers, status
+//!   codes, the policy document.
+//! - [`transport`]: MS-ASHTTP over ureq and rustls — URLs, headers, authentication, TLS
+//!   trust, redirects, throttling, streamed bodies.
+//! - `lab` (feature `lab`): the easync-lab reference server, which shares `wbxml` and `eas`
+//!   and nothing of the client side.
+//!
+//! The store, device, engine and D-Bus layers follow in later work.
 
+pub mod eas;
+#[cfg(feature = "lab")]
+pub mod lab;
+pub mod transport;
 pub mod wbxml;

@@ -163,6 +163,51 @@ pub fn page_by_namespace(ns: &str) -> Option<&'static CodePage> {
     PAGES.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The code page numbers of MS-ASWBXML, for [`Tag::named`].
+pub mod cp {
+    pub const AIRSYNC: u8 = 0;
+    pub const CONTACTS: u8 = 1;
+    pub const EMAIL: u8 = 2;
+    pub const AIRNOTIFY: u8 = 3;
+    pub const CALENDAR: u8 = 4;
+    pub const MOVE: u8 = 5;
+    pub const GET_ITEM_ESTIMATE: u8 = 6;
+    pub const FOLDER_HIERARCHY: u8 = 7;
+    pub const MEETING_RESPONSE: u8 = 8;
+    pub const TASKS: u8 = 9;
+    pub const RESOLVE_RECIPIENTS: u8 = 10;
+    pub const VALIDATE_CERT: u8 = 11;
+    pub const CONTACTS2: u8 = 12;
+    pub const PING: u8 = 13;
+    pub const PROVISION: u8 = 14;
+    pub const SEARCH: u8 = 15;
+    pub const GAL: u8 = 16;
+    pub const AIRSYNCBASE: u8 = 17;
+    pub const SETTINGS: u8 = 18;
+    pub const DOCUMENT_LIBRARY: u8 = 19;
+    pub const ITEM_OPERATIONS: u8 = 20;
+    pub const COMPOSE_MAIL: u8 = 21;
+    pub const EMAIL2: u8 = 22;
+    pub const NOTES: u8 = 23;
+    pub const RIGHTS_MANAGEMENT: u8 = 24;
+    pub const FIND: u8 = 25;
+}
+
 /// A tag as it appears on the wire: a code page and a token (the content bit stripped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tag {
@@ -173,6 +218,24 @@ pub struct Tag {
 impl Tag {
     pub const fn new(page: u8, token: u8) -> Tag {
         Tag { page, token }
+    }
+
+    /// The tag called `name` on code page `page`, resolved at compile time when used in a
+    /// `const`: a misspelt name is a build error, never a wrong token on the wire.
+    ///
+    /// # Panics
+    /// When the page has no such tag (at compile time in a `const` context).
+    pub const fn named(page: u8, name: &str) -> Tag {
+        assert!((page as usize) < PAGES.len(), "no such code page");
+        let tags = PAGES[page as usize].tags;
+        let mut i = 0;
+        while i < tags.len() {
+            if const_str_eq(tags[i].name, name) {
+                return Tag::new(page, tags[i].token);
+            }
+            i += 1;
+        }
+        panic!("no tag of that name on this code page")
     }
 
     /// Looks a tag up by namespace (URI or bare name) and spec name.

@@ -1,0 +1,186 @@
+//! The common status codes any command may answer with (MS-ASCMD 2.2.2), and what the
+//! client should do about each. Command-specific codes (Sync 3, Ping 5 ...) live with their
+//! command; values 101 and above are common to all.
+
+/// What the caller should do about a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing went wrong.
+    Proceed,
+    /// Run Provision again, then repeat the request (142, 143, 144).
+    Reprovision,
+    /// Wait and repeat the same request (transient server trouble).
+    RetryLater,
+    /// Start the folder or collection over (its sync state is gone).
+    ResyncState,
+    /// The request itself was wrong: a bug or unsupported input; do not repeat it unchanged.
+    FixRequest,
+    /// Send DeviceInformation (Settings, or inside Provision on 14.1+) and repeat (165).
+    SendDeviceInformation,
+    /// The server has asked for a remote wipe (140): run Provision to receive the directive.
+    RemoteWipe,
+    /// The account or device is blocked or unprovisionable: stop and tell the user.
+    Blocked,
+    /// The item or folder the request named is gone: drop it locally.
+    ItemGone,
+}
+
+macro_rules! common_statuses {
+    ($( $code:literal => $name:ident, $action:ident, $text:literal; )*) => {
+        /// A common status code (MS-ASCMD 2.2.2).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum CommonStatus {
+            $( $name, )*
+        }
+
+        impl CommonStatus {
+            /// The status for a code of 101 and above, `None` for one the spec does not list.
+            pub const fn from_code(code: u32) -> Option<CommonStatus> {
+                match code {
+                    $( $code => Some(CommonStatus::$name), )*
+                    _ => None,
+                }
+            }
+
+            pub const fn code(self) -> u32 {
+                match self {
+                    $( CommonStatus::$name => $code, )*
+                }
+            }
+
+            /// What to do about it.
+            pub const fn action(self) -> Action {
+                match self {
+                    $( CommonStatus::$name => Action::$action, )*
+                }
+            }
+
+            /// A sentence for logs and D-Bus.
+            pub const fn description(self) -> &'static str {
+                match self {
+                    $( CommonStatus::$name => $text, )*
+                }
+            }
+        }
+    };
+}
+
+common_statuses! {
+    101 => InvalidContent, FixRequest, "the request body was not valid for this command";
+    102 => InvalidWbxml, FixRequest, "the request was not valid WBXML";
+    103 => InvalidXml, FixRequest, "the request XML did not match the schema";
+    104 => InvalidDateTime, FixRequest, "a date/time in the request was invalid";
+    105 => InvalidCombinationOfIds, FixRequest, "the request combined ids that do not go together";
+    106 => InvalidIds, FixRequest, "an id in the request was invalid";
+    107 => InvalidMime, FixRequest, "the message's MIME was invalid";
+    108 => DeviceIdMissingOrInvalid, FixRequest, "the DeviceId is missing or invalid";
+    109 => DeviceTypeMissingOrInvalid, FixRequest, "the DeviceType is missing or invalid";
+    110 => ServerError, RetryLater, "the server failed; retry later";
+    111 => ServerErrorRetryLater, RetryLater, "the server failed temporarily; retry later";
+    112 => ActiveDirectoryAccessDenied, Blocked, "the server's directory denied access to the mailbox";
+    113 => MailboxQuotaExceeded, Blocked, "the mailbox is over its quota";
+    114 => MailboxServerOffline, RetryLater, "the mailbox server is offline";
+    115 => SendQuotaExceeded, Blocked, "the send quota is exceeded";
+    116 => MessageRecipientUnresolved, FixRequest, "a recipient could not be resolved";
+    117 => MessageReplyNotAllowed, FixRequest, "the server does not allow replies to this message";
+    118 => MessagePreviouslySent, Proceed, "the message was sent before (duplicate ClientId)";
+    119 => MessageHasNoRecipient, FixRequest, "the message has no recipient";
+    120 => MailSubmissionFailed, RetryLater, "the server could not submit the message";
+    121 => MessageReplyFailed, RetryLater, "the reply could not be sent";
+    122 => AttachmentIsTooLarge, FixRequest, "an attachment is too large";
+    123 => UserHasNoMailbox, Blocked, "the user has no mailbox";
+    124 => UserCannotBeAnonymous, Blocked, "the user cannot be anonymous";
+    125 => UserPrincipalCouldNotBeFound, Blocked, "the user was not found in the directory";
+    126 => UserDisabledForSync, Blocked, "the user is not allowed to use ActiveSync";
+    127 => UserOnNewMailboxCannotSync, Blocked, "the mailbox is on a newer server version that cannot sync";
+    128 => UserOnLegacyMailboxCannotSync, Blocked, "the mailbox is on a legacy server that cannot sync";
+    129 => DeviceIsBlockedForThisUser, Blocked, "this device is blocked for this user";
+    130 => AccessDenied, Blocked, "access denied";
+    131 => AccountDisabled, Blocked, "the account is disabled";
+    132 => SyncStateNotFound, ResyncState, "the server lost this device's sync state";
+    133 => SyncStateLocked, RetryLater, "the sync state is locked by another request";
+    134 => SyncStateCorrupt, ResyncState, "the sync state is corrupt";
+    135 => SyncStateAlreadyExists, ResyncState, "the sync state already exists";
+    136 => SyncStateVersionInvalid, ResyncState, "the sync state version is invalid";
+    137 => CommandNotSupported, FixRequest, "the server does not support this command";
+    138 => VersionNotSupported, FixRequest, "the server does not support this protocol version for the command";
+    139 => DeviceNotFullyProvisionable, Blocked, "the device cannot apply the whole security policy and the server requires it";
+    140 => RemoteWipeRequested, RemoteWipe, "the administrator requested a remote wipe";
+    141 => LegacyDeviceOnStrictPolicy, Blocked, "the device is too old for the server's policy";
+    142 => DeviceNotProvisioned, Reprovision, "the device is not provisioned";
+    143 => PolicyRefresh, Reprovision, "the security policy changed";
+    144 => InvalidPolicyKey, Reprovision, "the policy key is not valid";
+    145 => ExternallyManagedDevicesNotAllowed, Blocked, "externally managed devices are not allowed";
+    146 => NoRecurrenceInCalendar, FixRequest, "the meeting has no recurrence";
+    147 => UnexpectedItemClass, FixRequest, "the item class is not allowed here";
+    148 => RemoteServerHasNoSsl, FixRequest, "the remote server has no TLS";
+    149 => InvalidStoredRequest, FixRequest, "the stored request is invalid";
+    150 => ItemNotFound, ItemGone, "the item was not found";
+    151 => TooManyFolders, FixRequest, "the mailbox has too many folders";
+    152 => NoFoldersFound, FixRequest, "no folders were found";
+    153 => ItemsLostAfterMove, ResyncState, "items were lost after a move";
+    154 => FailureInMoveOperation, RetryLater, "the move failed";
+    155 => MoveCommandDisallowedForNonPersistentMoveAction, FixRequest, "this move is not allowed";
+    156 => MoveCommandInvalidDestinationFolder, FixRequest, "the move's destination folder is invalid";
+    160 => AvailabilityTooManyRecipients, FixRequest, "too many recipients for availability";
+    161 => AvailabilityDlLimitReached, FixRequest, "distribution list too large for availability";
+    162 => AvailabilityTransientFailure, RetryLater, "availability failed temporarily";
+    163 => AvailabilityFailure, FixRequest, "availability failed";
+    164 => BodyPartPreferenceTypeNotSupported, FixRequest, "the body part preference is not supported";
+    165 => DeviceInformationRequired, SendDeviceInformation, "the server requires DeviceInformation first";
+    166 => InvalidAccountId, FixRequest, "the AccountId is invalid";
+    167 => AccountSendDisabled, Blocked, "sending is disabled for this account";
+    168 => IrmFeatureDisabled, FixRequest, "rights management is disabled";
+    169 => IrmTransientError, RetryLater, "rights management failed temporarily";
+    170 => IrmPermanentError, FixRequest, "rights management failed";
+    171 => IrmInvalidTemplateId, FixRequest, "the rights management template is invalid";
+    172 => IrmOperationNotPermitted, FixRequest, "rights management does not permit this";
+    173 => NoPicture, Proceed, "the contact has no picture";
+    174 => PictureTooLarge, Proceed, "the picture is too large";
+    175 => PictureLimitReached, Proceed, "the picture limit was reached";
+    176 => BodyPartConversationTooLarge, FixRequest, "the conversation is too large";
+    177 => MaximumDevicesReached, Blocked, "the user has too many devices partnered: remove one on the server";
+    178 => InvalidMimeBodiesForInvitation, FixRequest, "the invitation's MIME bodies are invalid";
+}
+
+impl core::fmt::Display for CommonStatus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "status {}: {}", self.code(), self.description())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_map_to_actions() {
+        for code in 101..=178 {
+            if let Some(s) = CommonStatus::from_code(code) {
+                assert_eq!(s.code(), code);
+            }
+        }
+        assert_eq!(
+            CommonStatus::from_code(142).unwrap().action(),
+            Action::Reprovision
+        );
+        assert_eq!(
+            CommonStatus::from_code(144).unwrap().action(),
+            Action::Reprovision
+        );
+        assert_eq!(
+            CommonStatus::from_code(165).unwrap().action(),
+            Action::SendDeviceInformation
+        );
+        assert_eq!(CommonStatus::from_code(157), None);
+        assert_eq!(CommonStatus::from_code(1), None);
+    }
+}
+
+/// Implemented by every command's response: the common status (101 and above) the server
+/// answered with at the top level, if any, so the transport can react to 142–144 (provision
+/// again) and 165 (send DeviceInformation) the same way for every command.
+pub trait HasStatus {
+    fn common_status(&self) -> Option<CommonStatus>;
+}

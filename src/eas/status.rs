@@ -150,6 +150,13 @@ impl core::fmt::Display for CommonStatus {
     }
 }
 
+/// Implemented by every command's response: the common status (101 and above) the server
+/// answered with at the top level, if any, so the transport can react to 142–144 (provision
+/// again) and 165 (send DeviceInformation) the same way for every command.
+pub trait HasStatus {
+    fn common_status(&self) -> Option<CommonStatus>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,11 +183,4 @@ mod tests {
         assert_eq!(CommonStatus::from_code(157), None);
         assert_eq!(CommonStatus::from_code(1), None);
     }
-}
-
-/// Implemented by every command's response: the common status (101 and above) the server
-/// answered with at the top level, if any, so the transport can react to 142–144 (provision
-/// again) and 165 (send DeviceInformation) the same way for every command.
-pub trait HasStatus {
-    fn common_status(&self) -> Option<CommonStatus>;
 }

@@ -22,6 +22,9 @@ pub mod sink;
 pub mod status;
 pub mod version;
 
+#[cfg(all(test, feature = "xml"))]
+pub mod testutil;
+
 pub mod compose;
 pub mod estimate;
 pub mod find;

@@ -18,6 +18,25 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The SOGo peer (a real EAS server, ../shared/peers/sogo) for the interoperability tests:
+# set up here, torn down when this script exits, whatever the outcome.
+peers=""
+for dir in "${EASYNC_PEERS:-}" "../shared/peers" "/work/shared/peers"; do
+  if [ -n "$dir" ] && [ -x "$dir/sogo/setup.sh" ]; then peers=$(cd "$dir" && pwd); break; fi
+done
+if [ -n "$peers" ] && [ "${EASYNC_SKIP_SOGO:-0}" != 1 ]; then
+  echo "starting the SOGo peer from $peers/sogo"
+  bash "$peers/sogo/setup.sh" >/tmp/easync-sogo-setup.log 2>&1 || {
+    cat /tmp/easync-sogo-setup.log; echo "the SOGo peer did not start (log above)"; exit 1; }
+  trap 'bash "$peers/sogo/stop.sh" >/dev/null 2>&1 || true' EXIT
+  export EASYNC_SOGO_URL=http://127.0.0.1:8701/Microsoft-Server-ActiveSync
+  export EASYNC_SOGO_HTTPS_URL=https://127.0.0.1:8702/Microsoft-Server-ActiveSync
+  export EASYNC_SOGO_CA=/var/lib/eas-peers/sogo/tls.crt
+  export EASYNC_SOGO_IMAP=127.0.0.1:10143
+else
+  echo "NOTE: SOGo peer not found (set EASYNC_PEERS to the shared peers folder): interop tests will be SKIPPED"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 # The device build must stand on its own: no XML tooling, no lab server.

@@ -107,7 +107,7 @@ common_statuses! {
     138 => VersionNotSupported, FixRequest, "the server does not support this protocol version for the command";
     139 => DeviceNotFullyProvisionable, Blocked, "the device cannot apply the whole security policy and the server requires it";
     140 => RemoteWipeRequested, RemoteWipe, "the administrator requested a remote wipe";
-    141 => LegacyDeviceOnStrictPolicy, Blocked, "the device is too old for the server's policy";
+    141 => LegacyDeviceOnStrictPolicy, Blocked, "the device is not provisionable: the server's policy requires what this device or protocol version cannot do (or a policy key it did not send)";
     142 => DeviceNotProvisioned, Reprovision, "the device is not provisioned";
     143 => PolicyRefresh, Reprovision, "the security policy changed";
     144 => InvalidPolicyKey, Reprovision, "the policy key is not valid";
@@ -141,7 +141,8 @@ common_statuses! {
     175 => PictureLimitReached, Proceed, "the picture limit was reached";
     176 => BodyPartConversationTooLarge, FixRequest, "the conversation is too large";
     177 => MaximumDevicesReached, Blocked, "the user has too many devices partnered: remove one on the server";
-    178 => InvalidMimeBodiesForInvitation, FixRequest, "the invitation's MIME bodies are invalid";
+    178 => InvalidMimeBodyCombination, FixRequest, "the request combines a MIME message with body elements that do not go with it";
+    179 => InvalidSmartForwardParameters, FixRequest, "the SmartForward parameters are invalid";
 }
 
 impl core::fmt::Display for CommonStatus {
@@ -163,7 +164,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_map_to_actions() {
-        for code in 101..=178 {
+        for code in 101..=179 {
             if let Some(s) = CommonStatus::from_code(code) {
                 assert_eq!(s.code(), code);
             }
@@ -181,6 +182,14 @@ mod tests {
             Action::SendDeviceInformation
         );
         assert_eq!(CommonStatus::from_code(157), None);
+        assert_eq!(
+            CommonStatus::from_code(178),
+            Some(CommonStatus::InvalidMimeBodyCombination)
+        );
+        assert_eq!(
+            CommonStatus::from_code(179),
+            Some(CommonStatus::InvalidSmartForwardParameters)
+        );
         assert_eq!(CommonStatus::from_code(1), None);
     }
 }

@@ -29,6 +29,7 @@ pub mod compose;
 pub mod estimate;
 pub mod find;
 pub mod folder;
+pub mod item;
 pub mod itemops;
 pub mod meeting;
 pub mod moveitems;

@@ -340,6 +340,13 @@ impl<R: Read> Parser<R> {
             Event::Start { tag, .. } => Some(tag),
             Event::Eof => return Err(self.error("the document ended inside an element")),
             Event::Text(t) => {
+                if t.len() > self.limits.max_value {
+                    return Err(Error::Limit {
+                        what: "a value",
+                        limit: self.limits.max_value as u64,
+                        offset: child.offset,
+                    });
+                }
                 let mut text = String::from(t);
                 let rest =
                     self.value_bytes(child, self.limits.max_value.saturating_sub(text.len()))?;
@@ -377,5 +384,75 @@ impl<R: Read> Parser<R> {
             tag: child.tag,
             value: Value::Children(children),
         })
+    }
+}
+
+#[cfg(all(test, feature = "xml"))]
+mod tests {
+    use super::*;
+    use crate::eas::testutil::wbxml_from_xml;
+    use crate::wbxml::tags::cp;
+
+    const SYNC: Tag = Tag::named(cp::AIRSYNC, "Sync");
+
+    fn small(bytes: &[u8], max_value: usize) -> Parser<&[u8]> {
+        Parser::with_limits(
+            bytes,
+            Limits {
+                max_value,
+                max_tree_nodes: 8,
+                max_entries: 10,
+            },
+        )
+    }
+
+    #[test]
+    fn tree_limits_hold_for_the_first_text_piece_and_node_count() {
+        let doc = wbxml_from_xml("<Sync xmlns=\"AirSync:\"><SyncKey>0123456789</SyncKey></Sync>");
+        let mut p = small(&doc, 5);
+        let root = p.root(SYNC).unwrap().unwrap();
+        assert!(matches!(p.tree(root), Err(Error::Limit { .. })));
+
+        let many = format!(
+            "<Sync xmlns=\"AirSync:\">{}</Sync>",
+            "<SyncKey>1</SyncKey>".repeat(9)
+        );
+        let doc = wbxml_from_xml(&many);
+        let mut p = small(&doc, 5);
+        let root = p.root(SYNC).unwrap().unwrap();
+        assert!(matches!(p.tree(root), Err(Error::Limit { .. })));
+    }
+
+    #[test]
+    fn wrong_root_empty_body_and_mixed_content() {
+        let doc = wbxml_from_xml("<Ping xmlns=\"Ping:\"><Status>1</Status></Ping>");
+        let err = small(&doc, 64).root(SYNC).unwrap_err();
+        assert!(err.to_string().contains("expected AirSync:Sync"), "{err}");
+        assert!(small(b"", 64).root(SYNC).unwrap().is_none());
+
+        let doc =
+            wbxml_from_xml("<Sync xmlns=\"AirSync:\"><Status><SyncKey>1</SyncKey></Status></Sync>");
+        let mut p = small(&doc, 64);
+        p.root(SYNC).unwrap();
+        let status = p.next_child().unwrap().unwrap();
+        assert!(matches!(p.text(status), Err(Error::Protocol { .. })));
+    }
+
+    #[test]
+    fn stream_hands_every_piece_to_the_sink_and_skip_balances() {
+        let body = "x".repeat(20_000);
+        let doc = wbxml_from_xml(&format!(
+            "<Sync xmlns=\"AirSync:\"><Collections><Collection><SyncKey>1</SyncKey></Collection></Collections><SyncKey>{body}</SyncKey></Sync>"
+        ));
+        let mut p = small(&doc, 64);
+        p.root(SYNC).unwrap();
+        let collections = p.next_child().unwrap().unwrap();
+        p.skip(collections).unwrap();
+        let key = p.next_child().unwrap().unwrap();
+        let mut sink = Vec::new();
+        assert_eq!(p.stream(key, &mut sink).unwrap(), 20_000);
+        assert_eq!(sink, body.as_bytes());
+        assert!(p.next_child().unwrap().is_none());
+        p.finish().unwrap();
     }
 }

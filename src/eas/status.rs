@@ -23,6 +23,8 @@ pub enum Action {
     Blocked,
     /// The item or folder the request named is gone: drop it locally.
     ItemGone,
+    /// The folder hierarchy changed: run FolderSync, then repeat (Sync 12, Ping 7).
+    SyncFolders,
 }
 
 macro_rules! common_statuses {

@@ -1,0 +1,575 @@
+//! One HTTP exchange with the server (MS-ASHTTP): builds the request line and headers, sends
+//! the body (streaming a MIME message from the caller's reader), and turns the status into a
+//! typed outcome. Redirects and provisioning are handled one level up, in [`super::Session`].
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use base64::Engine as _;
+use ureq::SendBody;
+use ureq::http;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+
+use super::config::{Auth, Config};
+use super::error::{Error, Result};
+use super::query::{self, QueryFields, QueryForm};
+use super::retry::parse_retry_after;
+use super::tls;
+use crate::eas::{self, Body, ServerInfo};
+use crate::wbxml::{FromStd, ProtocolVersion};
+
+/// The body of a successful response, read as a stream (never buffered whole).
+pub struct ResponseBody(ureq::BodyReader<'static>);
+
+impl Read for ResponseBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl core::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ResponseBody")
+    }
+}
+
+/// A successful (2xx) response: the headers the layers above need and the streaming body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: Option<String>,
+    /// As sent by the server; `None` when chunked or when gzip was decoded on the fly.
+    pub content_length: Option<u64>,
+    /// `MS-ASProtocolVersion`, when the server echoes it.
+    pub protocol_version: Option<String>,
+    /// `MS-Server-ActiveSync`: the server's ActiveSync build.
+    pub server_version: Option<String>,
+    /// X-MS-Credentials-Expire: days until the password expires, if the server warned.
+    pub credentials_expire_days: Option<u32>,
+    body: ResponseBody,
+}
+
+impl Response {
+    pub fn body(&mut self) -> &mut ResponseBody {
+        &mut self.body
+    }
+
+    pub fn into_body(self) -> ResponseBody {
+        self.body
+    }
+
+    /// Whether the body is WBXML (as opposed to e.g. a multipart or MIME body).
+    pub fn is_wbxml(&self) -> bool {
+        self.content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/vnd.ms-sync.wbxml"))
+    }
+
+    /// Whether the body is an MS-ASAcceptMultiPart multipart body.
+    pub fn is_multipart(&self) -> bool {
+        self.content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/vnd.ms-sync.multipart"))
+    }
+
+    /// A WBXML parser over the streaming body.
+    pub fn parser(self, version: ProtocolVersion) -> eas::Parser<FromStd<ResponseBody>> {
+        eas::Parser::new(FromStd(self.body), version)
+    }
+}
+
+/// What one exchange produced, before the session acts on redirects.
+pub(crate) enum Outcome<T> {
+    Done(T),
+    /// HTTP 451 with the X-MS-Location value.
+    Redirect(String),
+}
+
+/// The identity of one request beyond its command: where, in which version, with which key.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub version: ProtocolVersion,
+    pub policy_key: Option<u32>,
+}
+
+/// The HTTP client: one ureq agent with our TLS connector, and the account configuration.
+pub struct Client {
+    config: Config,
+    agent: ureq::Agent,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Marks an error of the caller's MIME reader so it is reported as such.
+#[derive(Debug)]
+struct BodySourceError(String);
+
+impl core::fmt::Display for BodySourceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodySourceError {}
+
+/// Reborrows an optional reader for one attempt (shortening the trait object's lifetime,
+/// which `Option::as_deref_mut` cannot do).
+pub(crate) fn reborrow<'a>(reader: &'a mut Option<&mut dyn Read>) -> Option<&'a mut dyn Read> {
+    match reader {
+        Some(r) => Some(&mut **r),
+        None => None,
+    }
+}
+
+/// `head`, exactly `len` bytes of `mime`, then `tail`.
+struct FramedBody<'a> {
+    head: &'a [u8],
+    mime: Option<&'a mut dyn Read>,
+    remaining: u64,
+    tail: &'a [u8],
+}
+
+impl Read for FramedBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if !self.head.is_empty() {
+            let n = buf.len().min(self.head.len());
+            buf[..n].copy_from_slice(&self.head[..n]);
+            self.head = &self.head[n..];
+            return Ok(n);
+        }
+        if self.remaining > 0 {
+            let want = usize::try_from(self.remaining)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let Some(mime) = self.mime.as_mut() else {
+                return Err(io::Error::other(BodySourceError(
+                    "no message reader was given for a body with a message".into(),
+                )));
+            };
+            let n = loop {
+                match mime.read(&mut buf[..want]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io::Error::other(BodySourceError(e.to_string()))),
+                }
+            };
+            if n == 0 {
+                return Err(io::Error::other(BodySourceError(format!(
+                    "the message ended {} bytes before its announced length",
+                    self.remaining
+                ))));
+            }
+            self.remaining -= n as u64;
+            return Ok(n);
+        }
+        let n = buf.len().min(self.tail.len());
+        buf[..n].copy_from_slice(&self.tail[..n]);
+        self.tail = &self.tail[n..];
+        Ok(n)
+    }
+}
+
+/// Splits `scheme://authority/...` and checks what the transport accepts.
+pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<()> {
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| invalid("it must start with https://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains('@') {
+        return Err(invalid("it has no host name (or carries credentials)"));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(invalid("it must not contain a query (?) or fragment (#)"));
+    }
+    if scheme.eq_ignore_ascii_case("https") {
+        Ok(())
+    } else if scheme.eq_ignore_ascii_case("http") {
+        if allow_insecure_http {
+            Ok(())
+        } else {
+            Err(Error::InsecureHttp {
+                url: url.to_string(),
+            })
+        }
+    } else {
+        Err(invalid("the scheme must be https"))
+    }
+}
+
+fn host_of(url: &str) -> String {
+    url.split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(url)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn header<'a>(resp: &'a http::Response<ureq::Body>, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn credentials_expire_days(resp: &http::Response<ureq::Body>) -> Option<u32> {
+    header(resp, "X-MS-Credentials-Expire")
+        .or_else(|| header(resp, "X-MS-Credentials-Expires"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+impl Client {
+    /// Builds the client: checks the URL scheme and loads the TLS configuration (trust store,
+    /// CA, pins, client certificate). Fails with a clear message on any misconfiguration.
+    pub fn new(config: Config) -> Result<Client> {
+        check_url(&config.url, config.allow_insecure_http)?;
+        if config.device_id.is_empty() || config.device_type.is_empty() {
+            return Err(Error::Config(
+                "device_id and device_type must not be empty".into(),
+            ));
+        }
+        let tls = tls::client_config(&config.tls)?;
+        let proxy = match config.proxy.as_deref() {
+            Some(p) => Some(
+                ureq::Proxy::new(p)
+                    .map_err(|e| Error::Config(format!("proxy {p:?} is not usable: {e}")))?,
+            ),
+            None => None,
+        };
+        let agent_config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .https_only(!config.allow_insecure_http)
+            .proxy(proxy)
+            .user_agent(config.user_agent.as_str())
+            .build();
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(tls::TlsConnector { config: tls });
+        let agent = ureq::Agent::with_parts(agent_config, connector, DefaultResolver::default());
+        Ok(Client { config, agent })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// POSTs `request` to `target` and maps the status. `mime` feeds the message part of
+    /// [`Body::WbxmlAroundMime`] and [`Body::Mime`].
+    pub(crate) fn post(
+        &self,
+        target: Target<'_>,
+        request: &eas::Request,
+        mut mime: Option<&mut dyn Read>,
+        timeout: Duration,
+    ) -> Result<Outcome<Response>> {
+        check_url(target.url, self.config.allow_insecure_http)?;
+        let c = &self.config;
+        let policy_key = target
+            .policy_key
+            .filter(|_| request.command.sends_policy_key());
+        let fields = QueryFields {
+            command: request.command,
+            user: Some(c.user.as_str()),
+            device_id: &c.device_id,
+            device_type: &c.device_type,
+            version: target.version,
+            policy_key,
+            locale: c.locale,
+            params: &request.params,
+        };
+        let mut headers: Vec<(&'static str, String)> = Vec::new();
+        let query = match c.query_form {
+            QueryForm::Plain => {
+                headers.push(("MS-ASProtocolVersion", target.version.as_str().to_string()));
+                if let Some(key) = policy_key {
+                    headers.push(("X-MS-PolicyKey", key.to_string()));
+                }
+                if query::wants_multipart(&request.params) {
+                    headers.push(("MS-ASAcceptMultiPart", "T".to_string()));
+                }
+                query::plain(&fields)
+            }
+            QueryForm::Base64 => query::base64(&fields)?,
+        };
+        let url = format!("{}?{query}", target.url);
+        if let Some(ct) = request.body.content_type() {
+            headers.push(("Content-Type", ct.to_string()));
+        }
+        let (head, len, tail): (&[u8], u64, &[u8]) = match &request.body {
+            Body::Empty => (&[], 0, &[]),
+            Body::Wbxml(b) => (b, 0, &[]),
+            Body::WbxmlAroundMime { head, len, tail } => (head, *len, tail),
+            Body::Mime { len } => (&[], *len, &[]),
+        };
+        if len > 0 && mime.is_none() {
+            return Err(Error::Request(format!(
+                "{} carries a message but no message reader was given",
+                request.command
+            )));
+        }
+        headers.push(("Content-Length", request.body.len().to_string()));
+        log::debug!(
+            "POST {} Cmd={} ({} bytes)",
+            target.url,
+            request.command,
+            request.body.len()
+        );
+        let streamed = len > 0;
+        let mut fresh_token = false;
+        loop {
+            let body = FramedBody {
+                head,
+                mime: reborrow(&mut mime),
+                remaining: len,
+                tail,
+            };
+            let reply = self.perform(
+                http::Method::POST,
+                &url,
+                &headers,
+                Some(body),
+                timeout,
+                fresh_token,
+            )?;
+            if self.should_retry_with_fresh_token(&reply, fresh_token, streamed)? {
+                fresh_token = true;
+                continue;
+            }
+            return Ok(match outcome(reply)? {
+                Outcome::Done(r) => Outcome::Done(Response::new(r)),
+                Outcome::Redirect(l) => Outcome::Redirect(l),
+            });
+        }
+    }
+
+    /// OPTIONS: which versions and commands the server offers.
+    pub(crate) fn options(&self, url: &str, timeout: Duration) -> Result<Outcome<ServerInfo>> {
+        check_url(url, self.config.allow_insecure_http)?;
+        log::debug!("OPTIONS {url}");
+        let mut fresh_token = false;
+        loop {
+            let reply =
+                self.perform(http::Method::OPTIONS, url, &[], None, timeout, fresh_token)?;
+            if self.should_retry_with_fresh_token(&reply, fresh_token, false)? {
+                fresh_token = true;
+                continue;
+            }
+            return Ok(match outcome(reply)? {
+                Outcome::Done(r) => Outcome::Done(ServerInfo::from_headers(
+                    header(&r, "MS-ASProtocolVersions"),
+                    header(&r, "MS-ASProtocolCommands"),
+                )),
+                Outcome::Redirect(l) => Outcome::Redirect(l),
+            });
+        }
+    }
+
+    /// On a 401 with bearer authentication: whether to send again with a refreshed token
+    /// (once). A streamed message cannot be replayed: the token is refreshed and the caller
+    /// is told to send again.
+    fn should_retry_with_fresh_token(
+        &self,
+        reply: &http::Response<ureq::Body>,
+        already_fresh: bool,
+        streamed: bool,
+    ) -> Result<bool> {
+        let Auth::Bearer(provider) = &self.config.auth else {
+            return Ok(false);
+        };
+        if reply.status().as_u16() != 401 || already_fresh {
+            return Ok(false);
+        }
+        log::debug!("HTTP 401 with a bearer token: refreshing the token");
+        if streamed {
+            provider.refresh()?;
+            return Err(Error::ResendRequired(
+                "the access token expired while a message was being sent; a new token was \
+                 obtained"
+                    .into(),
+            ));
+        }
+        Ok(true)
+    }
+
+    /// The Authorization header value, if any. Never logged.
+    fn authorization(&self, fresh_token: bool) -> Result<Option<String>> {
+        Ok(match &self.config.auth {
+            Auth::None => None,
+            Auth::Basic { password } => {
+                let pair = format!("{}:{}", self.config.basic_user(), password.expose());
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
+            }
+            Auth::Bearer(provider) => {
+                let token = if fresh_token {
+                    provider.refresh()?
+                } else {
+                    provider.token()?
+                };
+                Some(format!("Bearer {token}"))
+            }
+        })
+    }
+
+    fn perform(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: &[(&'static str, String)],
+        mut body: Option<FramedBody<'_>>,
+        timeout: Duration,
+        fresh_token: bool,
+    ) -> Result<http::Response<ureq::Body>> {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("User-Agent", &self.config.user_agent);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(auth) = self.authorization(fresh_token)? {
+            builder = builder.header("Authorization", auth);
+        }
+        let response = match body.as_mut() {
+            Some(b) => self.run(builder, SendBody::from_reader(b), url, timeout)?,
+            None => self.run(builder, SendBody::none(), url, timeout)?,
+        };
+        log::debug!("HTTP {} from {}", response.status().as_u16(), host_of(url));
+        Ok(response)
+    }
+
+    fn run<S: ureq::AsSendBody>(
+        &self,
+        builder: http::request::Builder,
+        body: S,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<http::Response<ureq::Body>> {
+        let request = builder.body(body).map_err(|e| Error::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_connect(Some(self.config.connect_timeout.min(timeout)))
+            .timeout_recv_response(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
+            .build();
+        self.agent
+            .run(request)
+            .map_err(|e| map_ureq_error(e, &host_of(url), timeout))
+    }
+}
+
+/// Maps the status of a response to the typed outcome (MS-ASHTTP 2.2.2.1.1).
+fn outcome(resp: http::Response<ureq::Body>) -> Result<Outcome<http::Response<ureq::Body>>> {
+    let status = resp.status().as_u16();
+    if let Some(days) = credentials_expire_days(&resp) {
+        log::info!("the server says the password expires in {days} days");
+    }
+    match status {
+        200..=299 => Ok(Outcome::Done(resp)),
+        449 => Err(Error::NeedsProvisioning),
+        451 => match header(&resp, "X-MS-Location") {
+            Some(location) if !location.trim().is_empty() => {
+                Ok(Outcome::Redirect(location.trim().to_string()))
+            }
+            _ => Err(Error::RedirectWithoutLocation),
+        },
+        503 => Err(Error::Throttled {
+            retry_after: header(&resp, "Retry-After").and_then(parse_retry_after),
+            reason: header(&resp, "X-MS-ASThrottle")
+                .map(|r| r.chars().take(200).collect::<String>()),
+        }),
+        401 => Err(Error::Unauthorized {
+            credentials_expire_days: credentials_expire_days(&resp),
+        }),
+        403 => Err(Error::Forbidden),
+        _ => Err(Error::Http { status }),
+    }
+}
+
+impl Response {
+    fn new(resp: http::Response<ureq::Body>) -> Response {
+        let text = |name: &str| header(&resp, name).map(str::to_string);
+        Response {
+            status: resp.status().as_u16(),
+            content_type: text("Content-Type"),
+            content_length: header(&resp, "Content-Length").and_then(|v| v.trim().parse().ok()),
+            protocol_version: text("MS-ASProtocolVersion"),
+            server_version: text("MS-Server-ActiveSync"),
+            credentials_expire_days: credentials_expire_days(&resp),
+            body: ResponseBody(resp.into_body().into_reader()),
+        }
+    }
+}
+
+/// Maps a ureq failure to a typed error for `host`.
+pub(crate) fn map_ureq_error(e: ureq::Error, host: &str, timeout: Duration) -> Error {
+    match e {
+        ureq::Error::Timeout(_) | ureq::Error::BodyStalled => Error::Timeout { after: timeout },
+        ureq::Error::HostNotFound => Error::HostNotFound {
+            host: host.to_string(),
+        },
+        ureq::Error::Rustls(r) => tls::map_rustls_error(&r, host),
+        ureq::Error::Io(io) => map_io_error(&io, host, timeout),
+        ureq::Error::ConnectionFailed => Error::Connect(format!("connecting to {host} failed")),
+        ureq::Error::RequireHttpsOnly(url) => Error::InsecureHttp { url },
+        ureq::Error::ConnectProxyFailed(m) => {
+            Error::Connect(format!("the proxy refused the connection: {m}"))
+        }
+        other => Error::Network(other.to_string()),
+    }
+}
+
+/// Maps an I/O error (also those surfacing while the body streams).
+pub(crate) fn map_io_error(io: &io::Error, host: &str, timeout: Duration) -> Error {
+    if let Some(r) = tls::rustls_error_in(io) {
+        return tls::map_rustls_error(r, host);
+    }
+    if let Some(src) = io
+        .get_ref()
+        .and_then(|r| r.downcast_ref::<BodySourceError>())
+    {
+        return Error::RequestBody(src.0.clone());
+    }
+    if let Some(ureq::Error::Timeout(_)) =
+        io.get_ref().and_then(|r| r.downcast_ref::<ureq::Error>())
+    {
+        return Error::Timeout { after: timeout };
+    }
+    match io.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout { after: timeout },
+        io::ErrorKind::ConnectionRefused => {
+            Error::Connect(format!("{host} refused the connection"))
+        }
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => Error::Network(format!(
+            "{host} closed the connection ({io}): a proxy or firewall may be cutting it, or the \
+             server requires a TLS client certificate (tls.client_cert)"
+        )),
+        _ => Error::Network(format!("{host}: {io}")),
+    }
+}

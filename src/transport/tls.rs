@@ -64,6 +64,10 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
             log::debug!("trust store {} not found", store.display());
         }
     }
+    // Certificates of tls.ca_file, also trusted as they are when a server presents one of
+    // them itself (self-signed server certificates often carry CA:TRUE, which WebPKI refuses
+    // for an end entity).
+    let mut exact = Vec::new();
     if let Some(ca) = &options.ca_file {
         sources += 1;
         let certs = read_certs(ca, "tls.ca_file")?;
@@ -74,6 +78,7 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
             )));
         }
         for cert in certs {
+            exact.push(cert.clone());
             roots.add(cert).map_err(|e| {
                 Error::Config(format!(
                     "tls.ca_file {}: unusable certificate: {e}",
@@ -106,6 +111,7 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
     let verifier = Arc::new(PinningVerifier {
         inner: webpki,
         pins,
+        exact,
     });
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -170,6 +176,8 @@ impl std::error::Error for PinMismatchError {}
 struct PinningVerifier {
     inner: Arc<WebPkiServerVerifier>,
     pins: Vec<[u8; 32]>,
+    /// The certificates of `tls.ca_file`, accepted as the server's own certificate.
+    exact: Vec<CertificateDer<'static>>,
 }
 
 impl ServerCertVerifier for PinningVerifier {
@@ -181,13 +189,26 @@ impl ServerCertVerifier for PinningVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> core::result::Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
+        let verified = match self.inner.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
-        )?;
+        ) {
+            Ok(v) => v,
+            // The very certificate the configuration trusts, presented as the server's own
+            // (a self-signed server with CA:TRUE): trusted as configured, but it must still
+            // name the host.
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(_)))
+                if self.exact.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                ServerCertVerified::assertion()
+            }
+            Err(e) => return Err(e),
+        };
         if self.pins.is_empty() {
             return Ok(verified);
         }

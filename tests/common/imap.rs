@@ -6,14 +6,20 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 /// Appends `message` (RFC 5322 text with CRLF line ends) to `mailbox` over plain IMAP.
-pub fn append(addr: &str, user: &str, password: &str, mailbox: &str, message: &str) -> std::io::Result<()> {
+pub fn append(
+    addr: &str,
+    user: &str,
+    password: &str,
+    mailbox: &str,
+    message: &str,
+) -> std::io::Result<()> {
     let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     let mut out = stream.try_clone()?;
     let mut input = BufReader::new(stream);
     let mut line = String::new();
     input.read_line(&mut line)?; // greeting
-    let mut expect_ok = |input: &mut BufReader<TcpStream>, tag: &str| -> std::io::Result<()> {
+    let expect_ok = |input: &mut BufReader<TcpStream>, tag: &str| -> std::io::Result<()> {
         loop {
             let mut l = String::new();
             if input.read_line(&mut l)? == 0 {
@@ -34,7 +40,9 @@ pub fn append(addr: &str, user: &str, password: &str, mailbox: &str, message: &s
     line.clear();
     input.read_line(&mut line)?;
     if !line.starts_with('+') {
-        return Err(std::io::Error::other(format!("IMAP APPEND refused: {line}")));
+        return Err(std::io::Error::other(format!(
+            "IMAP APPEND refused: {line}"
+        )));
     }
     out.write_all(message.as_bytes())?;
     out.write_all(b"\r\n")?;

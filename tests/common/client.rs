@@ -1,0 +1,354 @@
+//! A small EAS client for the conversation tests: the `eas` request writers and response
+//! readers driven over a `transport::Session`, the way the engine will drive them. It keeps
+//! what each exchange returned so tests can look at it.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use easync::eas::folder::{self, Folder, FolderChange, FolderSyncResponse, FolderType};
+use easync::eas::item::{Class, LargeValue};
+use easync::eas::provision::{self, AckStatus, Next, Provisioning};
+use easync::eas::settings::DeviceInformation;
+use easync::eas::sync::{
+    self, ClientResponse, CollectionHeader, CollectionRequest, ServerChange, ServerItem,
+    SyncHandler, SyncOptions, SyncOutcome, SyncRequest,
+};
+use easync::eas::{self, ProtocolVersion, Sink};
+use easync::transport::{self, Auth, Client, Config, Provisioner, Secret, Session};
+
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where and who.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    pub device_id: String,
+    /// Trust this CA (the lab's or the peer's self-signed certificate) for https.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Account {
+    pub fn config(&self) -> Config {
+        let mut config = Config::new(&self.url, &self.user, &self.device_id);
+        config.auth = Auth::Basic {
+            password: Secret::new(self.password.clone()),
+        };
+        config.device_type = "easynctest".into();
+        config.allow_insecure_http = self.url.starts_with("http://");
+        config.tls.ca_file = self.ca_file.clone();
+        config
+    }
+
+    /// A session at the version the server and easync have in common.
+    pub fn session(&self, cap: Option<ProtocolVersion>) -> Session {
+        let client = Client::new(self.config()).expect("transport client");
+        let mut session = Session::new(client, ProtocolVersion::V16_1);
+        session
+            .negotiate(cap, TIMEOUT)
+            .expect("OPTIONS negotiation");
+        session
+    }
+}
+
+/// A unique device id per test run, so server-side device state never leaks between runs.
+pub fn device_id(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}{:x}{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+pub fn device_information() -> DeviceInformation {
+    DeviceInformation {
+        model: Some("QEMU virt".into()),
+        friendly_name: Some("easync test device".into()),
+        os: Some("Linux".into()),
+        os_language: Some("English".into()),
+        user_agent: Some("easync-test".into()),
+        ..DeviceInformation::default()
+    }
+}
+
+/// How a provisioning round ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioned {
+    Key(String),
+    NoPolicy,
+    Wiped(provision::WipeDirective),
+}
+
+/// Provisions with a fixed acknowledgement (the device layer decides it in the product) and
+/// records what happened, as the transport's `Provisioner`.
+pub struct TestProvisioner {
+    pub ack: AckStatus,
+    pub wipe_status: provision::WipeStatus,
+    pub rounds: u32,
+    pub last: Option<Provisioned>,
+    pub policies: Vec<eas::policy::Policy>,
+}
+
+impl Default for TestProvisioner {
+    fn default() -> Self {
+        TestProvisioner {
+            ack: AckStatus::Applied,
+            wipe_status: provision::WipeStatus::Succeeded,
+            rounds: 0,
+            last: None,
+            policies: Vec::new(),
+        }
+    }
+}
+
+fn exchange(
+    session: &mut Session,
+    request: &eas::Request,
+) -> transport::Result<provision::ProvisionResponse> {
+    let version = session.state().version;
+    let response = session.send(request, None, TIMEOUT)?;
+    let mut parser = response.parser(version);
+    Ok(provision::read_response(&mut parser)?)
+}
+
+impl Provisioner for TestProvisioner {
+    fn provision(&mut self, session: &mut Session) -> transport::Result<()> {
+        self.rounds += 1;
+        let version = session.state().version;
+        let device = (version >= ProtocolVersion::V14_1).then(device_information);
+        let mut flow = Provisioning::new(version, device);
+        let mut request = flow.start()?;
+        loop {
+            let response = exchange(session, &request)?;
+            match flow.on_response(response)? {
+                Next::Apply(policy) => {
+                    self.policies.push(*policy);
+                    request = flow.acknowledge(self.ack)?;
+                }
+                Next::Provisioned { policy_key } => {
+                    let key = policy_key.parse().map_err(|_| {
+                        transport::Error::Protocol(eas::Error::Protocol {
+                            offset: 0,
+                            message: format!("policy key {policy_key:?} is not a number"),
+                        })
+                    })?;
+                    session.set_policy_key(Some(key));
+                    self.last = Some(Provisioned::Key(policy_key));
+                    return Ok(());
+                }
+                Next::NoPolicy => {
+                    session.set_policy_key(None);
+                    self.last = Some(Provisioned::NoPolicy);
+                    return Ok(());
+                }
+                Next::Wipe(_) => request = flow.acknowledge_wipe(self.wipe_status)?,
+                Next::WipeAcknowledged(directive) => {
+                    self.last = Some(Provisioned::Wiped(directive));
+                    return Ok(());
+                }
+                Next::Failed { reason, .. } => {
+                    return Err(transport::Error::Protocol(eas::Error::Protocol {
+                        offset: 0,
+                        message: format!("provisioning failed: {reason}"),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// FolderSync from `key` through `execute` (so 449/142-144 provision first).
+pub fn folder_sync(
+    session: &mut Session,
+    prov: &mut TestProvisioner,
+    key: &str,
+) -> FolderSyncResponse {
+    session
+        .execute(
+            |s| folder::folder_sync_request(s.version, key),
+            |p| folder::read_folder_sync_response(p),
+            prov,
+            TIMEOUT,
+        )
+        .expect("FolderSync")
+}
+
+/// The folder list after a FolderSync from "0".
+pub fn folders(response: &FolderSyncResponse) -> Vec<Folder> {
+    response
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            FolderChange::Add(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn folder_of_type(folders: &[Folder], t: FolderType) -> Folder {
+    folders
+        .iter()
+        .find(|f| f.folder_type == t)
+        .unwrap_or_else(|| panic!("no {t:?} folder in {folders:?}"))
+        .clone()
+}
+
+/// Everything a Sync handed to its handler, with streamed bodies keyed by ServerId.
+#[derive(Default, Debug)]
+pub struct Collected {
+    pub added: Vec<ServerItem>,
+    pub changed: Vec<ServerItem>,
+    pub deleted: Vec<String>,
+    pub responses: Vec<ClientResponse>,
+    pub headers: Vec<CollectionHeader>,
+    pub bodies: HashMap<String, Vec<u8>>,
+    current: Vec<u8>,
+    current_id: String,
+}
+
+impl Collected {
+    fn flush_body(&mut self) {
+        if !self.current.is_empty() {
+            let body = std::mem::take(&mut self.current);
+            self.bodies.insert(self.current_id.clone(), body);
+        }
+    }
+
+    /// Text of a property (first match by page and name) of an added item.
+    pub fn text_of(item: &ServerItem, page: u8, name: &str) -> Option<String> {
+        fn walk(node: &eas::Node, tag: easync::wbxml::Tag) -> Option<String> {
+            if node.tag == tag {
+                return node.text().map(String::from);
+            }
+            node.children().iter().find_map(|c| walk(c, tag))
+        }
+        let tag = easync::wbxml::Tag::by_name(easync::wbxml::tags::page(page)?.name, name)?;
+        walk(&item.data.as_ref()?.node, tag)
+    }
+}
+
+impl SyncHandler for Collected {
+    fn server_change(&mut self, _collection_id: &str, change: ServerChange) -> eas::Result<()> {
+        match change {
+            ServerChange::Add(item) => {
+                self.current_id = item.server_id.clone();
+                self.flush_body();
+                self.added.push(item);
+            }
+            ServerChange::Change(item) => {
+                self.current_id = item.server_id.clone();
+                self.flush_body();
+                self.changed.push(item);
+            }
+            ServerChange::Delete { server_id, .. } | ServerChange::SoftDelete { server_id } => {
+                self.deleted.push(server_id)
+            }
+        }
+        Ok(())
+    }
+
+    fn client_response(
+        &mut self,
+        _collection_id: &str,
+        response: ClientResponse,
+    ) -> eas::Result<()> {
+        if let ClientResponse::Fetch { item, .. } = &response {
+            self.current_id = item.server_id.clone();
+            self.flush_body();
+        }
+        self.responses.push(response);
+        Ok(())
+    }
+
+    fn body_sink(
+        &mut self,
+        _collection_id: &str,
+        _server_id: &str,
+        value: &LargeValue,
+    ) -> Option<&mut dyn Sink> {
+        match value {
+            LargeValue::Body { .. } | LargeValue::Mime => {
+                self.current.clear();
+                Some(&mut self.current)
+            }
+            _ => None,
+        }
+    }
+
+    fn end_collection(&mut self, header: &CollectionHeader) -> eas::Result<()> {
+        self.headers.push(header.clone());
+        Ok(())
+    }
+}
+
+/// One Sync exchange.
+pub fn sync_once(
+    session: &mut Session,
+    prov: &mut TestProvisioner,
+    req: &SyncRequest,
+    out: &mut Collected,
+) -> SyncOutcome {
+    session
+        .execute(
+            |s| sync::request(s.version, req),
+            |p| sync::read_response(p, out),
+            prov,
+            TIMEOUT,
+        )
+        .expect("Sync")
+}
+
+/// Syncs one collection from "0" until the server has nothing more (no changes and no
+/// MoreAvailable, or an empty body); returns the final SyncKey and everything received.
+pub fn sync_collection(
+    session: &mut Session,
+    prov: &mut TestProvisioner,
+    collection_id: &str,
+    class: Class,
+    options: Option<SyncOptions>,
+) -> (String, Collected) {
+    let mut out = Collected::default();
+    let initial = SyncRequest {
+        collections: vec![CollectionRequest::initial(collection_id, class)],
+        ..SyncRequest::default()
+    };
+    let mut key = match sync_once(session, prov, &initial, &mut out) {
+        SyncOutcome::Response(r) => r.collections[0]
+            .sync_key
+            .clone()
+            .expect("first Sync gives a key"),
+        SyncOutcome::Unchanged => panic!("the first Sync came back empty"),
+    };
+    for _round in 0..100 {
+        let before = out.added.len() + out.changed.len() + out.deleted.len();
+        let mut c = CollectionRequest::new(&key, collection_id, class);
+        c.get_changes = Some(true);
+        c.window_size = Some(25);
+        c.options = options.clone();
+        let req = SyncRequest {
+            collections: vec![c],
+            ..SyncRequest::default()
+        };
+        match sync_once(session, prov, &req, &mut out) {
+            SyncOutcome::Unchanged => return (key, out),
+            SyncOutcome::Response(r) => {
+                let Some(h) = r.collections.first() else {
+                    return (key, out);
+                };
+                assert_eq!(h.status(), sync::Status::Success, "{h:?}");
+                if let Some(k) = &h.sync_key {
+                    key = k.clone();
+                }
+                let progressed = out.added.len() + out.changed.len() + out.deleted.len() > before;
+                if !h.more_available && !progressed {
+                    return (key, out);
+                }
+            }
+        }
+    }
+    panic!("collection {collection_id} never finished syncing");
+}

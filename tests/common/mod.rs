@@ -1,0 +1,5 @@
+//! Shared parts of the integration tests.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod imap;

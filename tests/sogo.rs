@@ -172,7 +172,7 @@ fn ping_is_woken_by_mail_appended_over_imap() {
     let response = session
         .execute(
             |s| ping::request(s.version, 60, &folders),
-            |p| ping::read_response(p),
+            ping::read_response,
             &mut prov,
             easync::transport::ping_timeout(Duration::from_secs(60)),
         )

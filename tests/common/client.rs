@@ -170,7 +170,7 @@ pub fn folder_sync(
     session
         .execute(
             |s| folder::folder_sync_request(s.version, key),
-            |p| folder::read_folder_sync_response(p),
+            folder::read_folder_sync_response,
             prov,
             TIMEOUT,
         )

@@ -25,8 +25,8 @@ pub fn append(
             if input.read_line(&mut l)? == 0 {
                 return Err(std::io::Error::other("IMAP server closed the connection"));
             }
-            if l.starts_with(tag) {
-                return if l[tag.len()..].trim_start().starts_with("OK") {
+            if let Some(rest) = l.strip_prefix(tag) {
+                return if rest.trim_start().starts_with("OK") {
                     Ok(())
                 } else {
                     Err(std::io::Error::other(format!("IMAP: {l}")))

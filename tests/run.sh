@@ -39,6 +39,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+cargo clippy --no-default-features --features device --all-targets -- -D warnings
 # The device build must stand on its own: no XML tooling, no lab server.
 cargo build --release --no-default-features --features device --bins
 cargo test --no-default-features --features device --lib

@@ -11,9 +11,8 @@ use embedded_io::Read;
 
 use super::command::{Body, Command, Request, write_wbxml};
 use super::error::{Error, Result};
-use super::itemops::command_statuses;
 use super::parse::Parser;
-use super::status::{CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -33,7 +32,7 @@ const CLIENT_ID: Tag = Tag::named(CM, "ClientId");
 const STATUS: Tag = Tag::named(CM, "Status");
 const ACCOUNT_ID: Tag = Tag::named(CM, "AccountId");
 
-command_statuses! {
+command_status! {
     /// A ComposeMail status (MS-ASCMD 2.2.3.177.13): the server sends one only on failure,
     /// and only common codes (e.g. 118 previously sent, 120 submission failed).
     pub enum Status {
@@ -242,7 +241,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>, kind: &Kind) -> Result<Response
     let mut status = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             _ => p.skip(child)?,
         }
     }

@@ -12,7 +12,7 @@ use super::command::{Command, Request, write_wbxml};
 use super::error::{Error, Result};
 use super::item::{Class, FilterType, read_id};
 use super::parse::Parser;
-use super::status::{Action, CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -87,51 +87,16 @@ pub fn request(version: ProtocolVersion, collections: &[EstimateCollection]) -> 
     Ok(Request::wbxml(Command::GetItemEstimate, body))
 }
 
-/// The status of one GetItemEstimate response (MS-ASCMD 2.2.3.177.7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Success,
-    /// 2: the collection is unknown: FolderSync.
-    InvalidCollection,
-    /// 3: the collection has not had its first Sync: Sync with key "0" first.
-    NotPrimed,
-    /// 4: the SyncKey is invalid: resync the collection.
-    InvalidSyncKey,
-    Common(CommonStatus),
-    Unknown(u32),
-}
-
-impl Status {
-    pub fn from_code(code: u32) -> Status {
-        match code {
-            1 => Status::Success,
-            2 => Status::InvalidCollection,
-            3 => Status::NotPrimed,
-            4 => Status::InvalidSyncKey,
-            c => CommonStatus::from_code(c).map_or(Status::Unknown(c), Status::Common),
-        }
+command_status! {
+    /// The status of one GetItemEstimate response (MS-ASCMD 2.2.3.177.7). An unknown code is
+    /// [`Action::RetryLater`](super::Action::RetryLater).
+    pub enum Status {
+        1 => Success, Proceed, "success";
+        2 => InvalidCollection, ItemGone, "the collection is unknown: FolderSync";
+        3 => NotPrimed, ResyncState, "the collection has not had its first Sync: Sync with key \"0\" first";
+        4 => InvalidSyncKey, ResyncState, "the SyncKey is invalid: resync the collection";
     }
-
-    pub fn code(self) -> u32 {
-        match self {
-            Status::Success => 1,
-            Status::InvalidCollection => 2,
-            Status::NotPrimed => 3,
-            Status::InvalidSyncKey => 4,
-            Status::Common(c) => c.code(),
-            Status::Unknown(c) => c,
-        }
-    }
-
-    pub fn action(self) -> Action {
-        match self {
-            Status::Success => Action::Proceed,
-            Status::InvalidCollection => Action::ItemGone,
-            Status::NotPrimed | Status::InvalidSyncKey => Action::ResyncState,
-            Status::Common(c) => c.action(),
-            Status::Unknown(_) => Action::RetryLater,
-        }
-    }
+    unknown => RetryLater
 }
 
 /// The estimate for one collection.
@@ -154,10 +119,7 @@ impl HasStatus for EstimateResponse {
     fn common_status(&self) -> Option<CommonStatus> {
         let top = self.status.into_iter();
         top.chain(self.estimates.iter().map(|e| e.status))
-            .find_map(|s| match s {
-                Status::Common(c) => Some(c),
-                _ => None,
-            })
+            .find_map(Status::common)
     }
 }
 
@@ -171,15 +133,9 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<EstimateResponse> {
     let mut estimates = Vec::new();
     while let Some(c) = p.next_child()? {
         match c.tag {
-            STATUS => status = Some(Status::from_code(p.number(c)?)),
+            STATUS => status = Some(Status::read(p, c)?),
             RESPONSE => {
-                if estimates.len() >= p.limits().max_entries {
-                    return Err(Error::Limit {
-                        what: "estimates",
-                        limit: p.limits().max_entries as u64,
-                        offset: c.offset,
-                    });
-                }
+                p.check_entries(estimates.len(), "estimates", c.offset)?;
                 let mut estimate = Estimate {
                     status: Status::Success,
                     collection_id: None,
@@ -189,7 +145,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<EstimateResponse> {
                 while let Some(r) = p.next_child()? {
                     match r.tag {
                         STATUS => {
-                            estimate.status = Status::from_code(p.number(r)?);
+                            estimate.status = Status::read(p, r)?;
                             has_status = true;
                         }
                         COLLECTION => {
@@ -222,9 +178,8 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<EstimateResponse> {
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::Limits;
-    use crate::eas::command::Body;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Limits};
 
     fn inbox() -> EstimateCollection {
         EstimateCollection {
@@ -239,10 +194,7 @@ mod tests {
     fn xml(version: ProtocolVersion, c: &[EstimateCollection]) -> String {
         let r = request(version, c).unwrap();
         assert_eq!(r.command, Command::GetItemEstimate);
-        match &r.body {
-            Body::Wbxml(b) => xml_from_wbxml(b),
-            other => panic!("{other:?}"),
-        }
+        request_xml(&r)
     }
 
     #[test]

@@ -8,10 +8,9 @@ use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
 use super::error::{Error, Result};
-use super::itemops::command_statuses;
 use super::parse::{Node, Parser};
 use super::search::PictureOptions;
-use super::status::{CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -39,7 +38,7 @@ const CLASS: Tag = Tag::named(cp::AIRSYNC, "Class");
 const SERVER_ID: Tag = Tag::named(cp::AIRSYNC, "ServerId");
 const COLLECTION_ID: Tag = Tag::named(cp::AIRSYNC, "CollectionId");
 
-command_statuses! {
+command_status! {
     /// Find status (MS-ASCMD 2.2.3.177.2), of the request or of its Response.
     pub enum Status {
         1 => Success, Proceed, "success";
@@ -186,7 +185,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<Response> {
     let mut response = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             RESPONSE => response = Some(read_find_response(p)?),
             _ => p.skip(child)?,
         }
@@ -208,15 +207,13 @@ fn read_find_response<R: Read>(p: &mut Parser<R>) -> Result<FindResponse> {
     while let Some(child) = p.next_child()? {
         match child.tag {
             STORE => response.store = Some(p.text(child)?),
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             RESULT => {
-                if response.results.len() >= p.limits().max_entries {
-                    return Err(Error::Limit {
-                        what: "the number of Find results",
-                        limit: p.limits().max_entries as u64,
-                        offset: child.offset,
-                    });
-                }
+                p.check_entries(
+                    response.results.len(),
+                    "the number of Find results",
+                    child.offset,
+                )?;
                 let mut result = FindResult {
                     class: None,
                     server_id: None,
@@ -246,15 +243,8 @@ fn read_find_response<R: Read>(p: &mut Parser<R>) -> Result<FindResponse> {
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
-    use crate::eas::{Action, Body, Limits};
-
-    fn xml(req: &Request) -> String {
-        let Body::Wbxml(body) = &req.body else {
-            panic!()
-        };
-        xml_from_wbxml(body)
-    }
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Limits};
 
     fn mailbox() -> Criterion {
         Criterion::Mailbox {
@@ -287,7 +277,7 @@ mod tests {
         let req = request(ProtocolVersion::V16_1, "7D6E1F3A", &mailbox()).unwrap();
         assert_eq!(req.command, Command::Find);
         assert_eq!(
-            xml(&req),
+            request_xml(&req),
             "<Find xmlns=\"Find:\">\n  <SearchId>7D6E1F3A</SearchId>\n  <ExecuteSearch>\n    <MailBoxSearchCriterion>\n      \
              <Query>\n        <airsync:Class xmlns:airsync=\"AirSync:\">Email</airsync:Class>\n        \
              <airsync:CollectionId xmlns:airsync=\"AirSync:\">5</airsync:CollectionId>\n        \
@@ -312,7 +302,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            xml(&req),
+            request_xml(&req),
             "<Find xmlns=\"Find:\">\n  <SearchId>S1</SearchId>\n  <ExecuteSearch>\n    <GalSearchCriterion>\n      \
              <Query>\n        <FreeText>smith</FreeText>\n      </Query>\n      <Options>\n        <Range>0-9</Range>\n        \
              <Picture>\n          <MaxPictures>2</MaxPictures>\n        </Picture>\n      </Options>\n    \
@@ -328,7 +318,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(!xml(&bare).contains("<Options>"));
+        assert!(!request_xml(&bare).contains("<Options>"));
     }
 
     const RESPONSE_XML: &str = "<Find xmlns=\"Find:\" xmlns:airsync=\"AirSync:\" xmlns:email=\"Email:\" xmlns:itemoperations=\"ItemOperations:\">

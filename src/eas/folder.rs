@@ -8,7 +8,7 @@ use super::command::{Command, Request, write_wbxml};
 use super::error::{Error, Result};
 use super::item::{Class, read_id};
 use super::parse::{Child, Parser};
-use super::status::{Action, CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -142,131 +142,36 @@ impl FolderType {
     }
 }
 
-/// The status of a FolderSync response (MS-ASCMD 2.2.3.177.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FolderSyncStatus {
-    Success,
-    /// 6: server error, usually transient.
-    ServerError,
-    /// 9: the SyncKey is unknown to the server: FolderSync again from key "0".
-    InvalidSyncKey,
-    /// 10: the request was malformed.
-    BadRequest,
-    /// 11: an unknown error.
-    UnknownError,
-    /// 12: an unusual back-end issue.
-    CodeUnknown,
-    Common(CommonStatus),
-    Unknown(u32),
+command_status! {
+    /// The status of a FolderSync response (MS-ASCMD 2.2.3.177.5). An unknown code is
+    /// [`Action::RetryLater`](super::Action::RetryLater).
+    pub enum FolderSyncStatus {
+        1 => Success, Proceed, "success";
+        6 => ServerError, RetryLater, "server error, usually transient";
+        9 => InvalidSyncKey, ResyncState, "the SyncKey is unknown to the server: FolderSync again from key \"0\"";
+        10 => BadRequest, FixRequest, "the request was malformed";
+        11 => UnknownError, RetryLater, "an unknown error";
+        12 => CodeUnknown, RetryLater, "an unusual back-end issue";
+    }
+    unknown => RetryLater
 }
 
-impl FolderSyncStatus {
-    pub fn from_code(code: u32) -> Self {
-        match code {
-            1 => Self::Success,
-            6 => Self::ServerError,
-            9 => Self::InvalidSyncKey,
-            10 => Self::BadRequest,
-            11 => Self::UnknownError,
-            12 => Self::CodeUnknown,
-            c => CommonStatus::from_code(c).map_or(Self::Unknown(c), Self::Common),
-        }
+command_status! {
+    /// The status of a FolderCreate, FolderUpdate or FolderDelete response (MS-ASCMD
+    /// 2.2.3.177.3, .4, .6); each command uses a subset of these codes. An unknown code is
+    /// [`Action::RetryLater`](super::Action::RetryLater).
+    pub enum FolderChangeStatus {
+        1 => Success, Proceed, "success";
+        2 => NameExists, FixRequest, "a folder of that name exists there (or, for Update, the folder is special): ask the user for another name";
+        3 => SpecialFolder, FixRequest, "the folder (or parent) is a special system folder that cannot be changed";
+        4 => FolderNotFound, ItemGone, "the folder does not exist (any more): FolderSync";
+        5 => ParentNotFound, ItemGone, "the parent folder does not exist (any more): FolderSync";
+        6 => ServerError, RetryLater, "server error, usually transient";
+        9 => InvalidSyncKey, ResyncState, "the hierarchy SyncKey is out of date: FolderSync (from \"0\" if that fails too)";
+        10 => BadRequest, FixRequest, "the request was malformed";
+        11 => UnknownError, RetryLater, "an unknown error";
     }
-
-    pub fn code(self) -> u32 {
-        match self {
-            Self::Success => 1,
-            Self::ServerError => 6,
-            Self::InvalidSyncKey => 9,
-            Self::BadRequest => 10,
-            Self::UnknownError => 11,
-            Self::CodeUnknown => 12,
-            Self::Common(c) => c.code(),
-            Self::Unknown(c) => c,
-        }
-    }
-
-    pub fn action(self) -> Action {
-        match self {
-            Self::Success => Action::Proceed,
-            Self::ServerError | Self::UnknownError | Self::CodeUnknown => Action::RetryLater,
-            Self::InvalidSyncKey => Action::ResyncState,
-            Self::BadRequest => Action::FixRequest,
-            Self::Common(c) => c.action(),
-            Self::Unknown(_) => Action::RetryLater,
-        }
-    }
-}
-
-/// The status of a FolderCreate, FolderUpdate or FolderDelete response (MS-ASCMD
-/// 2.2.3.177.3, .4, .6); each command uses a subset of these codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FolderChangeStatus {
-    Success,
-    /// 2: a folder of that name exists there (or, for Update, the folder is special):
-    /// ask the user for another name.
-    NameExists,
-    /// 3: the folder (or parent) is a special system folder that cannot be changed.
-    SpecialFolder,
-    /// 4: the folder does not exist (any more): FolderSync.
-    FolderNotFound,
-    /// 5: the parent folder does not exist (any more): FolderSync.
-    ParentNotFound,
-    /// 6: server error, usually transient.
-    ServerError,
-    /// 9: the hierarchy SyncKey is out of date: FolderSync (from "0" if that fails too).
-    InvalidSyncKey,
-    /// 10: the request was malformed.
-    BadRequest,
-    /// 11: an unknown error.
-    UnknownError,
-    Common(CommonStatus),
-    Unknown(u32),
-}
-
-impl FolderChangeStatus {
-    pub fn from_code(code: u32) -> Self {
-        match code {
-            1 => Self::Success,
-            2 => Self::NameExists,
-            3 => Self::SpecialFolder,
-            4 => Self::FolderNotFound,
-            5 => Self::ParentNotFound,
-            6 => Self::ServerError,
-            9 => Self::InvalidSyncKey,
-            10 => Self::BadRequest,
-            11 => Self::UnknownError,
-            c => CommonStatus::from_code(c).map_or(Self::Unknown(c), Self::Common),
-        }
-    }
-
-    pub fn code(self) -> u32 {
-        match self {
-            Self::Success => 1,
-            Self::NameExists => 2,
-            Self::SpecialFolder => 3,
-            Self::FolderNotFound => 4,
-            Self::ParentNotFound => 5,
-            Self::ServerError => 6,
-            Self::InvalidSyncKey => 9,
-            Self::BadRequest => 10,
-            Self::UnknownError => 11,
-            Self::Common(c) => c.code(),
-            Self::Unknown(c) => c,
-        }
-    }
-
-    pub fn action(self) -> Action {
-        match self {
-            Self::Success => Action::Proceed,
-            Self::NameExists | Self::SpecialFolder | Self::BadRequest => Action::FixRequest,
-            Self::FolderNotFound | Self::ParentNotFound => Action::ItemGone,
-            Self::ServerError | Self::UnknownError => Action::RetryLater,
-            Self::InvalidSyncKey => Action::ResyncState,
-            Self::Common(c) => c.action(),
-            Self::Unknown(_) => Action::RetryLater,
-        }
-    }
+    unknown => RetryLater
 }
 
 /// A folder as FolderSync describes it.
@@ -300,10 +205,7 @@ pub struct FolderSyncResponse {
 
 impl HasStatus for FolderSyncResponse {
     fn common_status(&self) -> Option<CommonStatus> {
-        match self.status {
-            FolderSyncStatus::Common(c) => Some(c),
-            _ => None,
-        }
+        self.status.common()
     }
 }
 
@@ -318,10 +220,7 @@ pub struct FolderChangeResponse {
 
 impl HasStatus for FolderChangeResponse {
     fn common_status(&self) -> Option<CommonStatus> {
-        match self.status {
-            FolderChangeStatus::Common(c) => Some(c),
-            _ => None,
-        }
+        self.status.common()
     }
 }
 
@@ -411,20 +310,14 @@ pub fn read_folder_sync_response<R: Read>(p: &mut Parser<R>) -> Result<FolderSyn
     let mut changes = Vec::new();
     while let Some(c) = p.next_child()? {
         match c.tag {
-            STATUS => status = Some(FolderSyncStatus::from_code(p.number(c)?)),
+            STATUS => status = Some(FolderSyncStatus::read(p, c)?),
             SYNC_KEY => sync_key = Some(read_id(p, c)?),
             CHANGES => {
                 while let Some(change) = p.next_child()? {
                     match change.tag {
                         COUNT => count = Some(p.number(change)?),
                         ADD | UPDATE | DELETE => {
-                            if changes.len() >= p.limits().max_entries {
-                                return Err(Error::Limit {
-                                    what: "folder changes",
-                                    limit: p.limits().max_entries as u64,
-                                    offset: change.offset,
-                                });
-                            }
+                            p.check_entries(changes.len(), "folder changes", change.offset)?;
                             changes.push(read_change(p, change)?);
                         }
                         _ => p.skip(change)?,
@@ -506,7 +399,7 @@ fn read_change_response<R: Read>(p: &mut Parser<R>, root: Tag) -> Result<FolderC
     let mut server_id = None;
     while let Some(c) = p.next_child()? {
         match c.tag {
-            STATUS => status = Some(FolderChangeStatus::from_code(p.number(c)?)),
+            STATUS => status = Some(FolderChangeStatus::read(p, c)?),
             SYNC_KEY => sync_key = Some(read_id(p, c)?),
             SERVER_ID => server_id = Some(read_id(p, c)?),
             _ => p.skip(c)?,
@@ -523,16 +416,8 @@ fn read_change_response<R: Read>(p: &mut Parser<R>, root: Tag) -> Result<FolderC
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::Limits;
-    use crate::eas::command::Body;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
-
-    fn body_xml(r: &Request) -> String {
-        match &r.body {
-            Body::Wbxml(b) => xml_from_wbxml(b),
-            other => panic!("unexpected body {other:?}"),
-        }
-    }
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Limits};
 
     #[test]
     fn folder_sync_request_shape() {
@@ -544,7 +429,7 @@ mod tests {
             let r = folder_sync_request(v, INITIAL_SYNC_KEY).unwrap();
             assert_eq!(r.command, Command::FolderSync);
             assert_eq!(
-                body_xml(&r),
+                request_xml(&r),
                 "<FolderSync xmlns=\"FolderHierarchy:\">\n  <SyncKey>0</SyncKey>\n</FolderSync>"
             );
         }
@@ -556,7 +441,7 @@ mod tests {
         let r = folder_create_request(v, "3", "0", "Projects", FolderType::UserMail).unwrap();
         assert_eq!(r.command, Command::FolderCreate);
         assert_eq!(
-            body_xml(&r),
+            request_xml(&r),
             "<FolderCreate xmlns=\"FolderHierarchy:\">\n  <SyncKey>3</SyncKey>\n  \
              <ParentId>0</ParentId>\n  <DisplayName>Projects</DisplayName>\n  \
              <Type>12</Type>\n</FolderCreate>"
@@ -568,7 +453,7 @@ mod tests {
         let r = folder_update_request(v, "4", "7", "5", "Old").unwrap();
         assert_eq!(r.command, Command::FolderUpdate);
         assert_eq!(
-            body_xml(&r),
+            request_xml(&r),
             "<FolderUpdate xmlns=\"FolderHierarchy:\">\n  <SyncKey>4</SyncKey>\n  \
              <ServerId>7</ServerId>\n  <ParentId>5</ParentId>\n  \
              <DisplayName>Old</DisplayName>\n</FolderUpdate>"
@@ -576,7 +461,7 @@ mod tests {
         let r = folder_delete_request(v, "5", "7").unwrap();
         assert_eq!(r.command, Command::FolderDelete);
         assert_eq!(
-            body_xml(&r),
+            request_xml(&r),
             "<FolderDelete xmlns=\"FolderHierarchy:\">\n  <SyncKey>5</SyncKey>\n  \
              <ServerId>7</ServerId>\n</FolderDelete>"
         );

@@ -122,6 +122,7 @@ pub struct BodyPreference {
 }
 
 impl BodyPreference {
+    /// A preference for `body_type` with no truncation.
     pub const fn new(body_type: BodyType) -> Self {
         BodyPreference {
             body_type,
@@ -129,6 +130,25 @@ impl BodyPreference {
             all_or_none: false,
             preview: None,
         }
+    }
+
+    /// Writes `<airsyncbase:BodyPreference>` (Sync, ItemOperations and Search options).
+    pub fn write<W: embedded_io::Write>(
+        &self,
+        w: &mut wbxml::Writer<W>,
+    ) -> core::result::Result<(), wbxml::Error<W::Error>> {
+        w.start(BODY_PREFERENCE)?;
+        w.text_element(BODY_TYPE, &self.body_type.code().to_string())?;
+        if let Some(size) = self.truncation_size {
+            w.text_element(TRUNCATION_SIZE, &size.to_string())?;
+        }
+        if self.all_or_none {
+            w.text_element(ALL_OR_NONE, "1")?;
+        }
+        if let Some(preview) = self.preview {
+            w.text_element(PREVIEW, &preview.to_string())?;
+        }
+        w.end()
     }
 }
 
@@ -205,6 +225,10 @@ const BODY: Tag = Tag::named(cp::AIRSYNCBASE, "Body");
 const BODY_PART: Tag = Tag::named(cp::AIRSYNCBASE, "BodyPart");
 const BODY_DATA: Tag = Tag::named(cp::AIRSYNCBASE, "Data");
 const BODY_TYPE: Tag = Tag::named(cp::AIRSYNCBASE, "Type");
+const BODY_PREFERENCE: Tag = Tag::named(cp::AIRSYNCBASE, "BodyPreference");
+const TRUNCATION_SIZE: Tag = Tag::named(cp::AIRSYNCBASE, "TruncationSize");
+const ALL_OR_NONE: Tag = Tag::named(cp::AIRSYNCBASE, "AllOrNone");
+const PREVIEW: Tag = Tag::named(cp::AIRSYNCBASE, "Preview");
 const EXCEPTIONS: Tag = Tag::named(cp::CALENDAR, "Exceptions");
 const EXCEPTION: Tag = Tag::named(cp::CALENDAR, "Exception");
 const MIME_DATA: Tag = Tag::named(cp::EMAIL, "MIMEData");

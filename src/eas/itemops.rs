@@ -8,93 +8,21 @@
 //! ([`super::multipart`]): part 0 is the WBXML and `Part` elements name the binary parts,
 //! which [`read_multipart_response`] then streams to the chosen sinks in body order.
 //!
-//! This module also holds what the other item-reading commands share: the status enum
-//! macro, [`BodyPreference`] (MS-ASAIRS 2.2.2.7), [`ItemRef`], [`SinkChooser`] and the
-//! properties reader [`read_properties`] (Search uses it for mailbox results).
+//! This module also holds what the other item-reading commands share: [`ItemRef`],
+//! [`SinkChooser`] and the properties reader [`read_properties`] (Search uses it for
+//! mailbox results). [`BodyPreference`] is [`super::item::BodyPreference`], re-exported.
 
 use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
 use super::error::{Error, Result};
+pub use super::item::BodyPreference;
 use super::multipart::MultipartReader;
 use super::parse::{Child, Limits, Node, Parser};
 use super::sink::Sink;
-use super::status::{Action, CommonStatus, HasStatus};
+use super::status::{Action, CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{self, ProtocolVersion, Tag};
-
-/// Declares a command's status enum: the spec's codes for the command, [`CommonStatus`] for
-/// 101 and above, `Unknown` for anything else; with `from_code`, `code`, `action` and
-/// `description`.
-macro_rules! command_statuses {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident {
-        $( $code:literal => $variant:ident, $action:ident, $text:literal; )*
-    }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        $vis enum $name {
-            $( #[doc = $text] $variant, )*
-            /// A common status (101 and above, MS-ASCMD 2.2.2).
-            Common($crate::eas::CommonStatus),
-            /// A code the spec does not list for this element.
-            Unknown(u32),
-        }
-
-        impl $name {
-            pub const fn from_code(code: u32) -> $name {
-                match code {
-                    $( $code => $name::$variant, )*
-                    _ => match $crate::eas::CommonStatus::from_code(code) {
-                        Some(common) => $name::Common(common),
-                        None => $name::Unknown(code),
-                    },
-                }
-            }
-
-            pub const fn code(self) -> u32 {
-                match self {
-                    $( $name::$variant => $code, )*
-                    $name::Common(common) => common.code(),
-                    $name::Unknown(code) => code,
-                }
-            }
-
-            /// What the caller should do about it. An unknown code is treated as a request
-            /// the server refused: repeating it unchanged would not help.
-            pub const fn action(self) -> $crate::eas::Action {
-                match self {
-                    $( $name::$variant => $crate::eas::Action::$action, )*
-                    $name::Common(common) => common.action(),
-                    $name::Unknown(_) => $crate::eas::Action::FixRequest,
-                }
-            }
-
-            /// A sentence for logs.
-            pub const fn description(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $text, )*
-                    $name::Common(common) => common.description(),
-                    $name::Unknown(_) => "a status code the protocol does not define",
-                }
-            }
-
-            /// The common status, when it is one.
-            pub const fn common(self) -> Option<$crate::eas::CommonStatus> {
-                match self {
-                    $name::Common(common) => Some(common),
-                    _ => None,
-                }
-            }
-        }
-
-        impl core::fmt::Display for $name {
-            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                write!(f, "status {}: {}", self.code(), self.description())
-            }
-        }
-    };
-}
-pub(crate) use command_statuses;
 
 const IO: u8 = cp::ITEM_OPERATIONS;
 const ITEM_OPERATIONS: Tag = Tag::named(IO, "ItemOperations");
@@ -122,10 +50,7 @@ const CLASS: Tag = Tag::named(cp::AIRSYNC, "Class");
 const MIME_SUPPORT: Tag = Tag::named(cp::AIRSYNC, "MIMESupport");
 const LONG_ID: Tag = Tag::named(cp::SEARCH, "LongId");
 
-const BODY_PREFERENCE: Tag = Tag::named(cp::AIRSYNCBASE, "BodyPreference");
 const TYPE: Tag = Tag::named(cp::AIRSYNCBASE, "Type");
-const TRUNCATION_SIZE: Tag = Tag::named(cp::AIRSYNCBASE, "TruncationSize");
-const ALL_OR_NONE: Tag = Tag::named(cp::AIRSYNCBASE, "AllOrNone");
 const PREVIEW: Tag = Tag::named(cp::AIRSYNCBASE, "Preview");
 const BODY: Tag = Tag::named(cp::AIRSYNCBASE, "Body");
 const BODY_DATA: Tag = Tag::named(cp::AIRSYNCBASE, "Data");
@@ -134,7 +59,7 @@ const TRUNCATED: Tag = Tag::named(cp::AIRSYNCBASE, "Truncated");
 const FILE_REFERENCE: Tag = Tag::named(cp::AIRSYNCBASE, "FileReference");
 const CONTENT_TYPE: Tag = Tag::named(cp::AIRSYNCBASE, "ContentType");
 
-command_statuses! {
+command_status! {
     /// ItemOperations status (MS-ASCMD 2.2.3.177.8), global or per operation.
     pub enum Status {
         1 => Success, Proceed, "success";
@@ -154,50 +79,6 @@ command_statuses! {
         16 => ResourceAccessDenied, Blocked, "access to the resource was denied";
         17 => PartialSuccess, Proceed, "the command completed partially";
         18 => CredentialsRequired, FixRequest, "the document library requires credentials";
-    }
-}
-
-/// A body the client accepts (MS-ASAIRS 2.2.2.7 BodyPreference).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyPreference {
-    /// 1 plain text, 2 HTML, 3 RTF, 4 MIME.
-    pub body_type: u8,
-    /// Truncate the body after this many bytes.
-    pub truncation_size: Option<u32>,
-    /// Send the body only if it fits whole into `truncation_size`.
-    pub all_or_none: bool,
-    /// Characters of plain-text preview (14.0 and later; up to 255).
-    pub preview: Option<u32>,
-}
-
-impl BodyPreference {
-    /// A preference for `body_type` with no truncation.
-    pub fn new(body_type: u8) -> BodyPreference {
-        BodyPreference {
-            body_type,
-            truncation_size: None,
-            all_or_none: false,
-            preview: None,
-        }
-    }
-
-    /// Writes `<airsyncbase:BodyPreference>`.
-    pub fn write<W: embedded_io::Write>(
-        &self,
-        w: &mut wbxml::Writer<W>,
-    ) -> core::result::Result<(), wbxml::Error<W::Error>> {
-        w.start(BODY_PREFERENCE)?;
-        w.text_element(TYPE, &self.body_type.to_string())?;
-        if let Some(size) = self.truncation_size {
-            w.text_element(TRUNCATION_SIZE, &size.to_string())?;
-        }
-        if self.all_or_none {
-            w.text_element(ALL_OR_NONE, "1")?;
-        }
-        if let Some(preview) = self.preview {
-            w.text_element(PREVIEW, &preview.to_string())?;
-        }
-        w.end()
     }
 }
 
@@ -626,16 +507,14 @@ pub fn read_response<R: Read>(p: &mut Parser<R>, sinks: &mut dyn SinkChooser) ->
     let mut results = Vec::new();
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             RESPONSE => {
                 while let Some(op) = p.next_child()? {
-                    if results.len() >= p.limits().max_entries {
-                        return Err(Error::Limit {
-                            what: "the number of ItemOperations results",
-                            limit: p.limits().max_entries as u64,
-                            offset: op.offset,
-                        });
-                    }
+                    p.check_entries(
+                        results.len(),
+                        "the number of ItemOperations results",
+                        op.offset,
+                    )?;
                     match op.tag {
                         FETCH => {
                             results.push(OperationResult::Fetch(Box::new(read_fetch(p, sinks)?)))
@@ -661,7 +540,7 @@ fn read_fetch<R: Read>(p: &mut Parser<R>, sinks: &mut dyn SinkChooser) -> Result
     let mut properties = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             COLLECTION_ID => item.collection_id = Some(p.text(child)?),
             SERVER_ID => item.server_id = Some(p.text(child)?),
             LONG_ID => item.long_id = Some(p.text(child)?),
@@ -685,7 +564,7 @@ fn read_empty_folder<R: Read>(p: &mut Parser<R>) -> Result<OperationResult> {
     let mut collection_id = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             COLLECTION_ID => collection_id = Some(p.text(child)?),
             _ => p.skip(child)?,
         }
@@ -702,7 +581,7 @@ fn read_move<R: Read>(p: &mut Parser<R>) -> Result<OperationResult> {
     let mut conversation_id = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             CONVERSATION_ID => conversation_id = Some(p.bytes(child)?),
             _ => p.skip(child)?,
         }
@@ -777,8 +656,9 @@ pub fn read_multipart_response<R: Read>(
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
-    use crate::eas::{Body, Limits};
+    use crate::eas::Limits;
+    use crate::eas::item::BodyType;
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
     use std::collections::HashMap;
 
     /// Collects every streamed value per (item id, kind), remembering chunk sizes.
@@ -843,13 +723,6 @@ mod tests {
         }
     }
 
-    fn body(req: &Request) -> &[u8] {
-        match &req.body {
-            Body::Wbxml(b) => b,
-            other => panic!("expected WBXML, got {other:?}"),
-        }
-    }
-
     #[test]
     fn fetch_request_shapes() {
         let mut fetch = Fetch::new(FetchTarget::Item {
@@ -858,7 +731,7 @@ mod tests {
         });
         fetch.mime_support = Some(2);
         fetch.body_preferences = vec![BodyPreference {
-            body_type: 4,
+            body_type: BodyType::Mime,
             truncation_size: Some(100_000),
             all_or_none: true,
             preview: None,
@@ -866,7 +739,7 @@ mod tests {
         let req = request(ProtocolVersion::V12_1, &[Operation::Fetch(fetch)]).unwrap();
         assert_eq!(req.command, Command::ItemOperations);
         assert_eq!(
-            xml_from_wbxml(body(&req)),
+            request_xml(&req),
             "<ItemOperations xmlns=\"ItemOperations:\">\n  <Fetch>\n    <Store>Mailbox</Store>\n    \
              <airsync:CollectionId xmlns:airsync=\"AirSync:\">5</airsync:CollectionId>\n    \
              <airsync:ServerId xmlns:airsync=\"AirSync:\">5:1</airsync:ServerId>\n    <Options>\n      \
@@ -902,7 +775,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let xml = xml_from_wbxml(body(&req));
+        let xml = request_xml(&req);
         assert!(xml.contains("<airsyncbase:FileReference xmlns:airsyncbase=\"AirSyncBase:\">5%3a1%3a0</airsyncbase:FileReference>\n    <Options>\n      <Range>0-1023</Range>\n    </Options>"), "{xml}");
         assert!(
             xml.contains("<search:LongId xmlns:search=\"Search:\">RgAAAA</search:LongId>"),
@@ -929,7 +802,7 @@ mod tests {
         });
         fetch.body_preferences = vec![BodyPreference {
             preview: Some(100),
-            ..BodyPreference::new(2)
+            ..BodyPreference::new(BodyType::Html)
         }];
         assert!(request(ProtocolVersion::V12_1, &[Operation::Fetch(fetch.clone())]).is_err());
         assert!(request(ProtocolVersion::V14_0, &[Operation::Fetch(fetch)]).is_ok());

@@ -5,10 +5,10 @@
 use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
+use super::common::read_status_and_entries;
 use super::error::{Error, Result};
-use super::itemops::command_statuses;
 use super::parse::Parser;
-use super::status::{CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -30,7 +30,7 @@ const BODY: Tag = Tag::named(cp::AIRSYNCBASE, "Body");
 const TYPE: Tag = Tag::named(cp::AIRSYNCBASE, "Type");
 const DATA: Tag = Tag::named(cp::AIRSYNCBASE, "Data");
 
-command_statuses! {
+command_status! {
     /// MeetingResponse status (MS-ASCMD 2.2.3.177.9).
     pub enum Status {
         1 => Success, Proceed, "the response was recorded";
@@ -159,63 +159,43 @@ impl HasStatus for Response {
 }
 
 pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<Response> {
-    if p.root(MEETING_RESPONSE)?.is_none() {
-        return Err(p.error("the MeetingResponse response is empty"));
-    }
-    let mut response = Response {
-        status: None,
-        results: Vec::new(),
-    };
-    while let Some(child) = p.next_child()? {
-        match child.tag {
-            STATUS => response.status = Some(Status::from_code(p.number(child)?)),
-            RESULT => {
-                if response.results.len() >= p.limits().max_entries {
-                    return Err(Error::Limit {
-                        what: "the number of MeetingResponse results",
-                        limit: p.limits().max_entries as u64,
-                        offset: child.offset,
-                    });
-                }
-                let (mut request_id, mut long_id, mut status, mut calendar_id) =
-                    (None, None, None, None);
-                while let Some(field) = p.next_child()? {
-                    match field.tag {
-                        REQUEST_ID => request_id = Some(p.text(field)?),
-                        LONG_ID => long_id = Some(p.text(field)?),
-                        STATUS => status = Some(Status::from_code(p.number(field)?)),
-                        CALENDAR_ID => calendar_id = Some(p.text(field)?),
-                        _ => p.skip(field)?,
-                    }
-                }
-                let status =
-                    status.ok_or_else(|| p.error("a MeetingResponse Result has no Status"))?;
-                response.results.push(MeetingResult {
-                    request_id,
-                    long_id,
-                    status,
-                    calendar_id,
-                });
-            }
-            _ => p.skip(child)?,
+    let (status, results) = read_status_and_entries(
+        p,
+        MEETING_RESPONSE,
+        STATUS,
+        Status::read,
+        RESULT,
+        "the number of MeetingResponse results",
+        read_result,
+    )?;
+    Ok(Response { status, results })
+}
+
+fn read_result<R: Read>(p: &mut Parser<R>) -> Result<MeetingResult> {
+    let (mut request_id, mut long_id, mut status, mut calendar_id) = (None, None, None, None);
+    while let Some(field) = p.next_child()? {
+        match field.tag {
+            REQUEST_ID => request_id = Some(p.text(field)?),
+            LONG_ID => long_id = Some(p.text(field)?),
+            STATUS => status = Some(Status::read(p, field)?),
+            CALENDAR_ID => calendar_id = Some(p.text(field)?),
+            _ => p.skip(field)?,
         }
     }
-    p.finish()?;
-    Ok(response)
+    let status = status.ok_or_else(|| p.error("a MeetingResponse Result has no Status"))?;
+    Ok(MeetingResult {
+        request_id,
+        long_id,
+        status,
+        calendar_id,
+    })
 }
 
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
-    use crate::eas::{Action, Body};
-
-    fn xml(req: &Request) -> String {
-        let Body::Wbxml(body) = &req.body else {
-            panic!()
-        };
-        xml_from_wbxml(body)
-    }
+    use crate::eas::Action;
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
 
     fn answer() -> MeetingAnswer {
         MeetingAnswer {
@@ -239,7 +219,7 @@ mod tests {
         let req = request(ProtocolVersion::V12_1, &[answer(), second]).unwrap();
         assert_eq!(req.command, Command::MeetingResponse);
         assert_eq!(
-            xml(&req),
+            request_xml(&req),
             "<MeetingResponse xmlns=\"MeetingResponse:\">\n  <Request>\n    <UserResponse>1</UserResponse>\n    \
              <CollectionId>5</CollectionId>\n    <RequestId>5:9</RequestId>\n  </Request>\n  <Request>\n    \
              <UserResponse>3</UserResponse>\n    <search:LongId xmlns:search=\"Search:\">L7</search:LongId>\n  \
@@ -254,7 +234,7 @@ mod tests {
         a.instance_id = Some("2026-03-02T09:00:00.000Z".into());
         let req = request(ProtocolVersion::V14_1, &[a.clone()]).unwrap();
         assert_eq!(
-            xml(&req),
+            request_xml(&req),
             "<MeetingResponse xmlns=\"MeetingResponse:\">\n  <Request>\n    <UserResponse>2</UserResponse>\n    \
              <CollectionId>5</CollectionId>\n    <RequestId>5:9</RequestId>\n    \
              <InstanceId>2026-03-02T09:00:00.000Z</InstanceId>\n  </Request>\n</MeetingResponse>"
@@ -276,7 +256,7 @@ mod tests {
         });
         let req = request(ProtocolVersion::V16_1, &[a.clone()]).unwrap();
         assert_eq!(
-            xml(&req),
+            request_xml(&req),
             "<MeetingResponse xmlns=\"MeetingResponse:\">\n  <Request>\n    <UserResponse>2</UserResponse>\n    \
              <CollectionId>5</CollectionId>\n    <RequestId>5:9</RequestId>\n    <SendResponse>\n      \
              <airsyncbase:Body xmlns:airsyncbase=\"AirSyncBase:\">\n        <airsyncbase:Type>1</airsyncbase:Type>\n        \
@@ -291,7 +271,7 @@ mod tests {
         let mut plain = answer();
         plain.send_response = Some(SendResponse::default());
         assert!(
-            xml(&request(ProtocolVersion::V16_0, &[plain.clone()]).unwrap())
+            request_xml(&request(ProtocolVersion::V16_0, &[plain.clone()]).unwrap())
                 .contains("<SendResponse/>")
         );
         assert!(

@@ -9,13 +9,15 @@
 //! Map:
 //! - [`version`]: OPTIONS negotiation. [`command`]: command names, codes and request bodies.
 //! - [`status`]: the common status codes and what to do about each.
-//! - [`parse`], [`sink`], [`error`]: the reading machinery.
+//! - [`parse`], [`sink`], [`error`]: the reading machinery; [`common`]: response shapes
+//!   several commands share.
 //! - One module per command family: [`provision`] (with [`policy`]), [`settings`],
 //!   [`folder`], [`sync`], [`ping`], [`estimate`], [`itemops`] (with [`multipart`]),
 //!   [`compose`] (SendMail, SmartReply, SmartForward), [`moveitems`], [`meeting`],
 //!   [`search`], [`resolve`], [`find`].
 
 pub mod command;
+pub mod common;
 pub mod error;
 pub mod parse;
 pub mod sink;

@@ -4,10 +4,10 @@
 use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
+use super::common::read_status_and_entries;
 use super::error::{Error, Result};
-use super::itemops::command_statuses;
 use super::parse::Parser;
-use super::status::{CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -20,7 +20,7 @@ const RESPONSE: Tag = Tag::named(cp::MOVE, "Response");
 const STATUS: Tag = Tag::named(cp::MOVE, "Status");
 const DST_MSG_ID: Tag = Tag::named(cp::MOVE, "DstMsgId");
 
-command_statuses! {
+command_status! {
     /// MoveItems status (MS-ASCMD 2.2.3.177.10). Note that success is 3.
     pub enum Status {
         1 => InvalidSource, ResyncState, "the source folder or item is unknown (deleted or moved already): run FolderSync";
@@ -87,54 +87,41 @@ impl HasStatus for Response {
 }
 
 pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<Response> {
-    if p.root(MOVE_ITEMS)?.is_none() {
-        return Err(p.error("the MoveItems response is empty"));
-    }
-    let mut response = Response {
-        status: None,
-        results: Vec::new(),
-    };
-    while let Some(child) = p.next_child()? {
-        match child.tag {
-            STATUS => response.status = Some(Status::from_code(p.number(child)?)),
-            RESPONSE => {
-                if response.results.len() >= p.limits().max_entries {
-                    return Err(Error::Limit {
-                        what: "the number of MoveItems responses",
-                        limit: p.limits().max_entries as u64,
-                        offset: child.offset,
-                    });
-                }
-                let mut source_item = None;
-                let mut status = None;
-                let mut destination_item = None;
-                while let Some(field) = p.next_child()? {
-                    match field.tag {
-                        SRC_MSG_ID => source_item = Some(p.text(field)?),
-                        STATUS => status = Some(Status::from_code(p.number(field)?)),
-                        DST_MSG_ID => destination_item = Some(p.text(field)?),
-                        _ => p.skip(field)?,
-                    }
-                }
-                let status = status.ok_or_else(|| p.error("a MoveItems Response has no Status"))?;
-                response.results.push(MoveResult {
-                    source_item,
-                    status,
-                    destination_item,
-                });
-            }
-            _ => p.skip(child)?,
+    let (status, results) = read_status_and_entries(
+        p,
+        MOVE_ITEMS,
+        STATUS,
+        Status::read,
+        RESPONSE,
+        "the number of MoveItems responses",
+        read_result,
+    )?;
+    Ok(Response { status, results })
+}
+
+fn read_result<R: Read>(p: &mut Parser<R>) -> Result<MoveResult> {
+    let (mut source_item, mut status, mut destination_item) = (None, None, None);
+    while let Some(field) = p.next_child()? {
+        match field.tag {
+            SRC_MSG_ID => source_item = Some(p.text(field)?),
+            STATUS => status = Some(Status::read(p, field)?),
+            DST_MSG_ID => destination_item = Some(p.text(field)?),
+            _ => p.skip(field)?,
         }
     }
-    p.finish()?;
-    Ok(response)
+    let status = status.ok_or_else(|| p.error("a MoveItems Response has no Status"))?;
+    Ok(MoveResult {
+        source_item,
+        status,
+        destination_item,
+    })
 }
 
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
-    use crate::eas::{Action, Body, Limits};
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Limits};
 
     #[test]
     fn request_is_the_same_in_every_version() {
@@ -161,10 +148,7 @@ mod tests {
         ] {
             let req = request(version, &moves).unwrap();
             assert_eq!(req.command, Command::MoveItems);
-            let Body::Wbxml(body) = &req.body else {
-                panic!()
-            };
-            assert_eq!(xml_from_wbxml(body), expected);
+            assert_eq!(request_xml(&req), expected);
         }
         assert!(request(ProtocolVersion::V16_1, &[]).is_err());
     }

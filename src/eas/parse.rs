@@ -133,6 +133,20 @@ impl<R: Read> Parser<R> {
         self.limits
     }
 
+    /// Checks that a list already holding `count` entries may take another, the element at
+    /// `offset`: lists from the server are bounded by [`Limits::max_entries`]. `what` names
+    /// the list in the [`Error::Limit`].
+    pub fn check_entries(&self, count: usize, what: &'static str, offset: u64) -> Result<()> {
+        if count >= self.limits.max_entries {
+            return Err(Error::Limit {
+                what,
+                limit: self.limits.max_entries as u64,
+                offset,
+            });
+        }
+        Ok(())
+    }
+
     /// Byte offset in the body, for error messages.
     pub fn offset(&self) -> u64 {
         self.reader.offset()

@@ -5,10 +5,10 @@
 use embedded_io::Read;
 
 use super::command::{Body, Command, Request, write_wbxml};
-use super::error::{Error, Result};
+use super::error::Result;
 use super::item::{Class, read_id};
 use super::parse::Parser;
-use super::status::{Action, CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -62,74 +62,24 @@ pub fn empty_request() -> Request {
     }
 }
 
-/// The status of a Ping response (MS-ASCMD 2.2.3.177.11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// 1: the interval ran out with no changes: Ping again.
-    Expired,
-    /// 2: the folders in [`PingResponse::folders`] changed: Sync them, then Ping again.
-    ChangesFound,
-    /// 3: an empty Ping with nothing to repeat: send the full request.
-    MissingParameters,
-    /// 4: the request was malformed.
-    SyntaxError,
-    /// 5: the interval is outside the server's bounds; [`PingResponse::heartbeat_interval`]
-    /// is the bound to use.
-    InvalidHeartbeatInterval,
-    /// 6: too many folders; [`PingResponse::max_folders`] is the most allowed.
-    TooManyFolders,
-    /// 7: the folder hierarchy changed: FolderSync, then Ping again.
-    FolderSyncRequired,
-    /// 8: server error: Ping again later.
-    ServerError,
-    Common(CommonStatus),
-    Unknown(u32),
-}
-
-impl Status {
-    pub fn from_code(code: u32) -> Status {
-        match code {
-            1 => Status::Expired,
-            2 => Status::ChangesFound,
-            3 => Status::MissingParameters,
-            4 => Status::SyntaxError,
-            5 => Status::InvalidHeartbeatInterval,
-            6 => Status::TooManyFolders,
-            7 => Status::FolderSyncRequired,
-            8 => Status::ServerError,
-            c => CommonStatus::from_code(c).map_or(Status::Unknown(c), Status::Common),
-        }
+command_status! {
+    /// The status of a Ping response (MS-ASCMD 2.2.3.177.11). 3, 5 and 6 are
+    /// [`Action::FixRequest`](super::Action::FixRequest): send a full Ping, with the server's bound applied for 5 and 6.
+    /// 7 is [`Action::SyncFolders`](super::Action::SyncFolders); an unknown code is [`Action::RetryLater`](super::Action::RetryLater).
+    pub enum Status {
+        1 => Expired, Proceed, "the interval ran out with no changes: Ping again";
+        /// [`PingResponse::folders`] lists them.
+        2 => ChangesFound, Proceed, "folders changed: Sync them, then Ping again";
+        3 => MissingParameters, FixRequest, "an empty Ping with nothing to repeat: send the full request";
+        4 => SyntaxError, FixRequest, "the request was malformed";
+        /// [`PingResponse::heartbeat_interval`] is the bound to use.
+        5 => InvalidHeartbeatInterval, FixRequest, "the interval is outside the server's bounds";
+        /// [`PingResponse::max_folders`] is the most allowed.
+        6 => TooManyFolders, FixRequest, "too many folders";
+        7 => FolderSyncRequired, SyncFolders, "the folder hierarchy changed: FolderSync, then Ping again";
+        8 => ServerError, RetryLater, "server error: Ping again later";
     }
-
-    pub fn code(self) -> u32 {
-        match self {
-            Status::Expired => 1,
-            Status::ChangesFound => 2,
-            Status::MissingParameters => 3,
-            Status::SyntaxError => 4,
-            Status::InvalidHeartbeatInterval => 5,
-            Status::TooManyFolders => 6,
-            Status::FolderSyncRequired => 7,
-            Status::ServerError => 8,
-            Status::Common(c) => c.code(),
-            Status::Unknown(c) => c,
-        }
-    }
-
-    /// What to do. 3, 5 and 6 are [`Action::FixRequest`]: send a full Ping, with the
-    /// server's bound applied for 5 and 6. 7 is [`Action::SyncFolders`].
-    pub fn action(self) -> Action {
-        match self {
-            Status::Expired | Status::ChangesFound => Action::Proceed,
-            Status::MissingParameters
-            | Status::SyntaxError
-            | Status::InvalidHeartbeatInterval
-            | Status::TooManyFolders => Action::FixRequest,
-            Status::FolderSyncRequired => Action::SyncFolders,
-            Status::ServerError | Status::Unknown(_) => Action::RetryLater,
-            Status::Common(c) => c.action(),
-        }
-    }
+    unknown => RetryLater
 }
 
 /// A Ping response.
@@ -146,10 +96,7 @@ pub struct PingResponse {
 
 impl HasStatus for PingResponse {
     fn common_status(&self) -> Option<CommonStatus> {
-        match self.status {
-            Status::Common(c) => Some(c),
-            _ => None,
-        }
+        self.status.common()
     }
 }
 
@@ -165,7 +112,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<PingResponse> {
     let mut max_folders = None;
     while let Some(c) = p.next_child()? {
         match c.tag {
-            STATUS => status = Some(Status::from_code(p.number(c)?)),
+            STATUS => status = Some(Status::read(p, c)?),
             HEARTBEAT_INTERVAL => heartbeat_interval = Some(p.number(c)?),
             MAX_FOLDERS => max_folders = Some(p.number(c)?),
             FOLDERS => {
@@ -174,13 +121,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<PingResponse> {
                         p.skip(f)?;
                         continue;
                     }
-                    if folders.len() >= p.limits().max_entries {
-                        return Err(Error::Limit {
-                            what: "changed folders",
-                            limit: p.limits().max_entries as u64,
-                            offset: f.offset,
-                        });
-                    }
+                    p.check_entries(folders.len(), "changed folders", f.offset)?;
                     folders.push(read_id(p, f)?);
                 }
             }
@@ -199,8 +140,8 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<PingResponse> {
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::Limits;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Error, Limits};
 
     #[test]
     fn request_shape_is_the_same_in_every_version() {
@@ -221,11 +162,8 @@ mod tests {
         ] {
             let r = request(v, 480, &folders).unwrap();
             assert_eq!(r.command, Command::Ping);
-            let Body::Wbxml(b) = &r.body else {
-                panic!("not WBXML")
-            };
             assert_eq!(
-                xml_from_wbxml(b),
+                request_xml(&r),
                 "<Ping xmlns=\"Ping:\">
   <HeartbeatInterval>480</HeartbeatInterval>
   <Folders>

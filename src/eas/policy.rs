@@ -466,13 +466,7 @@ fn read_list<R: Read>(p: &mut Parser<R>, entry: Tag) -> Result<Vec<String>> {
             p.skip(child)?;
             continue;
         }
-        if out.len() >= p.limits().max_entries {
-            return Err(Error::Limit {
-                what: "a policy application list",
-                limit: p.limits().max_entries as u64,
-                offset: child.offset,
-            });
-        }
+        p.check_entries(out.len(), "a policy application list", child.offset)?;
         let text = p.text(child)?;
         let text = text.trim();
         if !text.is_empty() {

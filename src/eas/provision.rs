@@ -19,8 +19,8 @@ use super::command::{Command, Request, write_wbxml};
 use super::error::{Error, Result};
 use super::parse::Parser;
 use super::policy::Policy;
-use super::settings::{self, DeviceInformation, SettingsStatus, command_status};
-use super::status::{Action, CommonStatus, HasStatus};
+use super::settings::{self, DeviceInformation, SettingsStatus};
+use super::status::{Action, CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -43,25 +43,23 @@ command_status! {
     /// that matter here: 139 (the device cannot fully apply the policy and the server
     /// requires it), 141 (the device is not provisionable), 145 (externally managed devices
     /// are not allowed).
-    ProvisionStatus {
-        Success = 1 => Proceed, "success";
-        ProtocolError = 2 => FixRequest, "the server found the Provision request malformed";
-        ServerError = 3 => RetryLater, "the server failed; retry later";
+    pub enum ProvisionStatus {
+        1 => Success, Proceed, "success";
+        2 => ProtocolError, FixRequest, "the server found the Provision request malformed";
+        3 => ServerError, RetryLater, "the server failed; retry later";
     }
-    unknown => FixRequest
 }
 
 command_status! {
     /// The Status of a Policy in a Provision response (MS-ASPROV 2.2.2.54.1).
-    PolicyStatus {
-        Success = 1 => Proceed, "success";
+    pub enum PolicyStatus {
+        1 => Success, Proceed, "success";
         /// No policy applies to this client (SOGo always answers this way).
-        NoPolicy = 2 => Proceed, "there is no policy for this client";
-        UnknownPolicyType = 3 => FixRequest, "the server does not know the policy type";
-        CorruptPolicy = 4 => Blocked, "the policy data on the server is corrupt: ask the server's administrator";
-        PolicyKeyMismatch = 5 => Reprovision, "the acknowledged policy key is not the current one: provision again";
+        2 => NoPolicy, Proceed, "there is no policy for this client";
+        3 => UnknownPolicyType, FixRequest, "the server does not know the policy type";
+        4 => CorruptPolicy, Blocked, "the policy data on the server is corrupt: ask the server's administrator";
+        5 => PolicyKeyMismatch, Reprovision, "the acknowledged policy key is not the current one: provision again";
     }
-    unknown => FixRequest
 }
 
 /// How far the device applied the policy, reported in the phase 2 acknowledgement
@@ -241,7 +239,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<ProvisionResponse> {
     let mut remote_wipe = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(ProvisionStatus::from_code(p.number(child)?)),
+            STATUS => status = Some(ProvisionStatus::read(p, child)?),
             settings::DEVICE_INFORMATION => {
                 device_information = settings::read_part_status(p)?;
             }
@@ -281,14 +279,8 @@ fn read_policies<R: Read>(p: &mut Parser<R>) -> Result<Option<PolicyOutcome>> {
             p.skip(child)?;
             continue;
         }
+        p.check_entries(seen, "Policy elements", child.offset)?;
         seen += 1;
-        if seen > p.limits().max_entries {
-            return Err(Error::Limit {
-                what: "Policy elements",
-                limit: p.limits().max_entries as u64,
-                offset: child.offset,
-            });
-        }
         let (policy_type, this) = read_policy(p, child.offset)?;
         let ours = policy_type.as_deref().is_none_or(|t| t == POLICY_TYPE);
         if ours && outcome.is_none() {
@@ -306,7 +298,7 @@ fn read_policy<R: Read>(p: &mut Parser<R>, offset: u64) -> Result<(Option<String
     while let Some(child) = p.next_child()? {
         match child.tag {
             POLICY_TYPE_TAG => policy_type = Some(p.text(child)?),
-            STATUS => status = Some(PolicyStatus::from_code(p.number(child)?)),
+            STATUS => status = Some(PolicyStatus::read(p, child)?),
             POLICY_KEY => key = Some(p.text(child)?),
             DATA => {
                 while let Some(doc) = p.next_child()? {
@@ -478,18 +470,14 @@ fn misuse(message: &str) -> Error {
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::Body;
     use crate::eas::policy::tests::{FULL_DOC, full_policy};
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
 
     const SOGO_NO_POLICY: &str = "<Provision xmlns=\"Provision:\"><Status>1</Status><Policies><Policy><PolicyType>MS-EAS-Provisioning-WBXML</PolicyType><Status>2</Status></Policy></Policies></Provision>";
 
     fn body_xml(request: &Request) -> String {
         assert_eq!(request.command, Command::Provision);
-        match &request.body {
-            Body::Wbxml(b) => xml_from_wbxml(b),
-            other => panic!("unexpected body {other:?}"),
-        }
+        request_xml(request)
     }
 
     fn read(xml: &str) -> Result<ProvisionResponse> {

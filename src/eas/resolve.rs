@@ -6,10 +6,9 @@ use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
 use super::error::{Error, Result};
-use super::itemops::command_statuses;
 use super::parse::Parser;
 use super::search::{Picture, PictureOptions, read_picture};
-use super::status::{CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -40,7 +39,7 @@ const MAX_SIZE: Tag = Tag::named(RR, "MaxSize");
 const DATA: Tag = Tag::named(RR, "Data");
 const MAX_PICTURES: Tag = Tag::named(RR, "MaxPictures");
 
-command_statuses! {
+command_status! {
     /// The status of the whole request (MS-ASCMD 2.2.3.177.14, parent ResolveRecipients).
     pub enum Status {
         1 => Success, Proceed, "success";
@@ -49,7 +48,7 @@ command_statuses! {
     }
 }
 
-command_statuses! {
+command_status! {
     /// The status of one `To` (MS-ASCMD 2.2.3.177.14, parent Response).
     pub enum ResponseStatus {
         1 => Success, Proceed, "the recipient was resolved";
@@ -59,7 +58,7 @@ command_statuses! {
     }
 }
 
-command_statuses! {
+command_status! {
     /// The status of a recipient's certificates (MS-ASCMD 2.2.3.177.14, parent Certificates).
     pub enum CertificateStatus {
         1 => Success, Proceed, "the certificates are included";
@@ -68,7 +67,7 @@ command_statuses! {
     }
 }
 
-command_statuses! {
+command_status! {
     /// The status of a recipient's free/busy data: 1 or 160–163.
     pub enum AvailabilityStatus {
         1 => Success, Proceed, "the free/busy data is included";
@@ -206,7 +205,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<Response> {
     let mut budget = p.limits().max_entries;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             RESPONSE => {
                 take(p, &mut budget, child.offset)?;
                 responses.push(read_name_response(p, &mut budget)?);
@@ -239,7 +238,7 @@ fn read_name_response<R: Read>(p: &mut Parser<R>, budget: &mut usize) -> Result<
     while let Some(child) = p.next_child()? {
         match child.tag {
             TO => to = Some(p.text(child)?),
-            STATUS => status = Some(ResponseStatus::from_code(p.number(child)?)),
+            STATUS => status = Some(ResponseStatus::read(p, child)?),
             RECIPIENT_COUNT => recipient_count = Some(p.number(child)?),
             RECIPIENT => {
                 take(p, budget, child.offset)?;
@@ -284,10 +283,7 @@ fn read_recipient<R: Read>(p: &mut Parser<R>, budget: &mut usize) -> Result<Reci
                 };
                 while let Some(field) = p.next_child()? {
                     match field.tag {
-                        STATUS => {
-                            availability.status =
-                                Some(AvailabilityStatus::from_code(p.number(field)?))
-                        }
+                        STATUS => availability.status = Some(AvailabilityStatus::read(p, field)?),
                         MERGED_FREE_BUSY => availability.merged_free_busy = Some(p.text(field)?),
                         _ => p.skip(field)?,
                     }
@@ -312,7 +308,7 @@ fn read_certificates<R: Read>(p: &mut Parser<R>, budget: &mut usize) -> Result<C
     };
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => certs.status = Some(CertificateStatus::from_code(p.number(child)?)),
+            STATUS => certs.status = Some(CertificateStatus::read(p, child)?),
             CERTIFICATE_COUNT => certs.certificate_count = Some(p.number(child)?),
             RECIPIENT_COUNT => certs.recipient_count = Some(p.number(child)?),
             CERTIFICATE => {
@@ -330,15 +326,8 @@ fn read_certificates<R: Read>(p: &mut Parser<R>, budget: &mut usize) -> Result<C
 mod tests {
     use super::*;
     use crate::eas::search::PictureStatus;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
-    use crate::eas::{Action, Body, Limits};
-
-    fn xml(req: &Request) -> String {
-        let Body::Wbxml(body) = &req.body else {
-            panic!()
-        };
-        xml_from_wbxml(body)
-    }
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Limits};
 
     #[test]
     fn requests_per_version() {
@@ -352,14 +341,14 @@ mod tests {
         let req = request(ProtocolVersion::V12_1, &names, &basic).unwrap();
         assert_eq!(req.command, Command::ResolveRecipients);
         assert_eq!(
-            xml(&req),
+            request_xml(&req),
             "<ResolveRecipients xmlns=\"ResolveRecipients:\">\n  <To>ann</To>\n  <To>bob@example.com</To>\n  \
              <Options>\n    <CertificateRetrieval>2</CertificateRetrieval>\n    <MaxCertificates>2</MaxCertificates>\n    \
              <MaxAmbiguousRecipients>5</MaxAmbiguousRecipients>\n  </Options>\n</ResolveRecipients>"
         );
         let no_options = request(ProtocolVersion::V12_1, &names[..1], &Options::default()).unwrap();
         assert_eq!(
-            xml(&no_options),
+            request_xml(&no_options),
             "<ResolveRecipients xmlns=\"ResolveRecipients:\">\n  <To>ann</To>\n</ResolveRecipients>"
         );
 
@@ -372,7 +361,7 @@ mod tests {
         };
         assert!(request(ProtocolVersion::V12_1, &names, &availability).is_err());
         assert_eq!(
-            xml(&request(ProtocolVersion::V14_0, &names[..1], &availability).unwrap()),
+            request_xml(&request(ProtocolVersion::V14_0, &names[..1], &availability).unwrap()),
             "<ResolveRecipients xmlns=\"ResolveRecipients:\">\n  <To>ann</To>\n  <Options>\n    <Availability>\n      \
              <StartTime>2026-03-02T08:00:00.000Z</StartTime>\n      <EndTime>2026-03-02T18:00:00.000Z</EndTime>\n    \
              </Availability>\n  </Options>\n</ResolveRecipients>"
@@ -387,7 +376,7 @@ mod tests {
         };
         assert!(request(ProtocolVersion::V14_0, &names, &picture).is_err());
         assert_eq!(
-            xml(&request(ProtocolVersion::V16_1, &names[..1], &picture).unwrap()),
+            request_xml(&request(ProtocolVersion::V16_1, &names[..1], &picture).unwrap()),
             "<ResolveRecipients xmlns=\"ResolveRecipients:\">\n  <To>ann</To>\n  <Options>\n    <Picture>\n      \
              <MaxSize>10000</MaxSize>\n    </Picture>\n  </Options>\n</ResolveRecipients>"
         );

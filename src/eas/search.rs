@@ -8,12 +8,11 @@
 use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
-use super::error::{Error, Result};
-use super::itemops::{
-    BodyPreference, ItemProperties, ItemRef, SinkChooser, command_statuses, read_properties,
-};
+use super::error::Result;
+use super::item::BodyPreference;
+use super::itemops::{ItemProperties, ItemRef, SinkChooser, read_properties};
 use super::parse::{Child, Parser};
-use super::status::{CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -61,7 +60,7 @@ const GAL_PICTURE: Tag = Tag::named(cp::GAL, "Picture");
 const GAL_STATUS: Tag = Tag::named(cp::GAL, "Status");
 const GAL_DATA: Tag = Tag::named(cp::GAL, "Data");
 
-command_statuses! {
+command_status! {
     /// Search status (MS-ASCMD 2.2.3.177.16), of the whole request or of a store.
     pub enum Status {
         1 => Success, Proceed, "success";
@@ -80,7 +79,7 @@ command_statuses! {
     }
 }
 
-command_statuses! {
+command_status! {
     /// The status of a contact picture (MS-ASCMD 2.2.3.177.17 and friends): 1 or 173–175.
     pub enum PictureStatus {
         1 => Success, Proceed, "the picture is included";
@@ -285,7 +284,7 @@ pub(crate) fn read_picture<R: Read>(p: &mut Parser<R>, status: Tag, data: Tag) -
     let mut picture = Picture::default();
     while let Some(child) = p.next_child()? {
         match child.tag {
-            t if t == status => picture.status = Some(PictureStatus::from_code(p.number(child)?)),
+            t if t == status => picture.status = Some(PictureStatus::read(p, child)?),
             t if t == data => picture.data = Some(p.bytes(child)?),
             _ => p.skip(child)?,
         }
@@ -365,7 +364,7 @@ pub fn read_response<R: Read>(
     let mut store_response = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             RESPONSE => {
                 while let Some(inner) = p.next_child()? {
                     match inner.tag {
@@ -399,15 +398,13 @@ fn read_store<R: Read>(
     };
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(Status::from_code(p.number(child)?)),
+            STATUS => status = Some(Status::read(p, child)?),
             RESULT => {
-                if response.results.len() >= p.limits().max_entries {
-                    return Err(Error::Limit {
-                        what: "the number of search results",
-                        limit: p.limits().max_entries as u64,
-                        offset: child.offset,
-                    });
-                }
+                p.check_entries(
+                    response.results.len(),
+                    "the number of search results",
+                    child.offset,
+                )?;
                 if let Some(result) = read_result(p, child, store, sinks)? {
                     response.results.push(result);
                 }
@@ -462,16 +459,10 @@ fn read_result<R: Read>(
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
+    use crate::eas::item::BodyType;
     use crate::eas::itemops::{DataKind, OneSink};
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
-    use crate::eas::{Action, Body, Limits, Sink};
-
-    fn xml(req: &Request) -> String {
-        let Body::Wbxml(body) = &req.body else {
-            panic!()
-        };
-        xml_from_wbxml(body)
-    }
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Error, Limits, Sink};
 
     #[test]
     fn gal_requests_per_version() {
@@ -483,7 +474,7 @@ mod tests {
         let req = request(ProtocolVersion::V12_1, &query).unwrap();
         assert_eq!(req.command, Command::Search);
         assert_eq!(
-            xml(&req),
+            request_xml(&req),
             "<Search xmlns=\"Search:\">\n  <Store>\n    <Name>GAL</Name>\n    <Query>smi</Query>\n    \
              <Options>\n      <Range>0-9</Range>\n    </Options>\n  </Store>\n</Search>"
         );
@@ -500,7 +491,7 @@ mod tests {
             "Picture is 14.1+"
         );
         assert_eq!(
-            xml(&request(ProtocolVersion::V14_1, &with_picture).unwrap()),
+            request_xml(&request(ProtocolVersion::V14_1, &with_picture).unwrap()),
             "<Search xmlns=\"Search:\">\n  <Store>\n    <Name>GAL</Name>\n    <Query>smi</Query>\n    \
              <Options>\n      <Picture>\n        <MaxSize>4096</MaxSize>\n        <MaxPictures>3</MaxPictures>\n      \
              </Picture>\n    </Options>\n  </Store>\n</Search>"
@@ -518,7 +509,7 @@ mod tests {
             range: Some((0, 24)),
             body_preferences: vec![BodyPreference {
                 truncation_size: Some(512),
-                ..BodyPreference::new(2)
+                ..BodyPreference::new(BodyType::Html)
             }],
             deep_traversal: true,
             rebuild_results: true,
@@ -534,7 +525,7 @@ mod tests {
              <airsyncbase:Type>2</airsyncbase:Type>\n        <airsyncbase:TruncationSize>512</airsyncbase:TruncationSize>\n      \
              </airsyncbase:BodyPreference>\n    </Options>\n  </Store>\n</Search>";
         for version in [ProtocolVersion::V12_1, ProtocolVersion::V16_1] {
-            assert_eq!(xml(&request(version, &query).unwrap()), expected);
+            assert_eq!(request_xml(&request(version, &query).unwrap()), expected);
         }
     }
 

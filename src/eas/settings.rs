@@ -16,7 +16,7 @@ use embedded_io::{Read, Write};
 use super::command::{Command, Request, write_wbxml};
 use super::error::{Error, Result};
 use super::parse::{Child, Parser};
-use super::status::{Action, CommonStatus, HasStatus};
+use super::status::{Action, CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{self, ProtocolVersion, Tag};
 
@@ -56,93 +56,17 @@ const ACCOUNT_NAME: Tag = Tag::named(cp::SETTINGS, "AccountName");
 const USER_DISPLAY_NAME: Tag = Tag::named(cp::SETTINGS, "UserDisplayName");
 const SEND_DISABLED: Tag = Tag::named(cp::SETTINGS, "SendDisabled");
 
-/// Defines a command status enum: the command's own codes, [`CommonStatus`] for the common
-/// codes (101 and above), `Unknown` for anything else, with `from_code`, `code`, `action`
-/// and `description`.
-macro_rules! command_status {
-    (
-        $(#[$meta:meta])* $name:ident {
-            $( $(#[$vmeta:meta])* $variant:ident = $code:literal => $action:ident, $text:literal; )*
-        }
-        unknown => $unknown_action:ident
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $( $(#[$vmeta])* $variant, )*
-            /// A common status code (101 and above).
-            Common($crate::eas::status::CommonStatus),
-            /// A code the spec does not define for this element.
-            Unknown(u32),
-        }
-
-        impl $name {
-            pub const fn from_code(code: u32) -> $name {
-                match code {
-                    $( $code => $name::$variant, )*
-                    _ => match $crate::eas::status::CommonStatus::from_code(code) {
-                        Some(c) => $name::Common(c),
-                        None => $name::Unknown(code),
-                    },
-                }
-            }
-
-            pub const fn code(self) -> u32 {
-                match self {
-                    $( $name::$variant => $code, )*
-                    $name::Common(c) => c.code(),
-                    $name::Unknown(code) => code,
-                }
-            }
-
-            /// What the caller should do about it.
-            pub const fn action(self) -> $crate::eas::status::Action {
-                match self {
-                    $( $name::$variant => $crate::eas::status::Action::$action, )*
-                    $name::Common(c) => c.action(),
-                    $name::Unknown(_) => $crate::eas::status::Action::$unknown_action,
-                }
-            }
-
-            /// A sentence for logs and D-Bus.
-            pub const fn description(self) -> &'static str {
-                match self {
-                    $( $name::$variant => $text, )*
-                    $name::Common(c) => c.description(),
-                    $name::Unknown(_) => "a status code the protocol does not define",
-                }
-            }
-
-            /// The common status, if this is one.
-            pub const fn common(self) -> Option<$crate::eas::status::CommonStatus> {
-                match self {
-                    $name::Common(c) => Some(c),
-                    _ => None,
-                }
-            }
-        }
-
-        impl core::fmt::Display for $name {
-            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                write!(f, "status {}: {}", self.code(), self.description())
-            }
-        }
-    };
-}
-pub(crate) use command_status;
-
 command_status! {
     /// The Status of Settings and of each of its parts (MS-ASCMD 2.2.3.177.15).
-    SettingsStatus {
-        Success = 1 => Proceed, "success";
-        ProtocolError = 2 => FixRequest, "the server found the Settings request malformed";
-        AccessDenied = 3 => Blocked, "the server denied access to this setting";
-        ServerUnavailable = 4 => RetryLater, "the server is unavailable; retry later";
-        InvalidArguments = 5 => FixRequest, "the request's arguments are invalid";
-        ConflictingArguments = 6 => FixRequest, "the request's arguments conflict";
-        DeniedByPolicy = 7 => Blocked, "the server's policy denies this setting";
+    pub enum SettingsStatus {
+        1 => Success, Proceed, "success";
+        2 => ProtocolError, FixRequest, "the server found the Settings request malformed";
+        3 => AccessDenied, Blocked, "the server denied access to this setting";
+        4 => ServerUnavailable, RetryLater, "the server is unavailable; retry later";
+        5 => InvalidArguments, FixRequest, "the request's arguments are invalid";
+        6 => ConflictingArguments, FixRequest, "the request's arguments conflict";
+        7 => DeniedByPolicy, Blocked, "the server's policy denies this setting";
     }
-    unknown => FixRequest
 }
 
 /// What the device tells the server about itself (Settings DeviceInformation Set). Every
@@ -479,7 +403,7 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<SettingsResponse> {
     let mut user_information = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(SettingsStatus::from_code(p.number(child)?)),
+            STATUS => status = Some(SettingsStatus::read(p, child)?),
             OOF => oof = Some(read_oof(p)?),
             DEVICE_INFORMATION => device_information = Some(read_part_status(p)?),
             USER_INFORMATION => user_information = Some(read_user_information(p)?),
@@ -511,7 +435,7 @@ pub(crate) fn read_part_status<R: Read>(p: &mut Parser<R>) -> Result<Option<Sett
     let mut status = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(SettingsStatus::from_code(p.number(child)?)),
+            STATUS => status = Some(SettingsStatus::read(p, child)?),
             _ => p.skip(child)?,
         }
     }
@@ -523,7 +447,7 @@ fn read_oof<R: Read>(p: &mut Parser<R>) -> Result<(Option<SettingsStatus>, Optio
     let mut settings = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(SettingsStatus::from_code(p.number(child)?)),
+            STATUS => status = Some(SettingsStatus::read(p, child)?),
             GET => settings = Some(read_oof_settings(p)?),
             _ => p.skip(child)?,
         }
@@ -539,9 +463,7 @@ fn read_oof_settings<R: Read>(p: &mut Parser<R>) -> Result<OofSettings> {
             START_TIME => s.start_time = Some(p.text(child)?),
             END_TIME => s.end_time = Some(p.text(child)?),
             OOF_MESSAGE => {
-                if s.messages.len() >= p.limits().max_entries {
-                    return Err(limit(p, "Oof messages", child));
-                }
+                p.check_entries(s.messages.len(), "Oof messages", child.offset)?;
                 if let Some(m) = read_oof_message(p)? {
                     s.messages.push(m);
                 }
@@ -586,7 +508,7 @@ fn read_user_information<R: Read>(p: &mut Parser<R>) -> Result<UserInformationPa
     let mut info = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
-            STATUS => status = Some(SettingsStatus::from_code(p.number(child)?)),
+            STATUS => status = Some(SettingsStatus::read(p, child)?),
             GET => info = Some(read_user_information_get(p)?),
             _ => p.skip(child)?,
         }
@@ -605,9 +527,7 @@ fn read_user_information_get<R: Read>(p: &mut Parser<R>) -> Result<UserInformati
                         p.skip(account)?;
                         continue;
                     }
-                    if info.accounts.len() >= p.limits().max_entries {
-                        return Err(limit(p, "accounts", account));
-                    }
+                    p.check_entries(info.accounts.len(), "accounts", account.offset)?;
                     info.accounts.push(read_account(p)?);
                 }
             }
@@ -637,9 +557,7 @@ fn read_email_addresses<R: Read>(p: &mut Parser<R>, out: &mut EmailAddresses) ->
         match child.tag {
             PRIMARY_SMTP_ADDRESS => out.primary_smtp_address = Some(p.text(child)?),
             SMTP_ADDRESS => {
-                if out.smtp_addresses.len() >= p.limits().max_entries {
-                    return Err(limit(p, "e-mail addresses", child));
-                }
+                p.check_entries(out.smtp_addresses.len(), "e-mail addresses", child.offset)?;
                 out.smtp_addresses.push(p.text(child)?);
             }
             _ => p.skip(child)?,
@@ -665,26 +583,14 @@ fn read_bool<R: Read>(p: &mut Parser<R>, child: Child) -> Result<bool> {
     }
 }
 
-fn limit<R: Read>(p: &Parser<R>, what: &'static str, child: Child) -> Error {
-    Error::Limit {
-        what,
-        limit: p.limits().max_entries as u64,
-        offset: child.offset,
-    }
-}
-
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::Body;
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
 
     fn body_xml(request: &Request) -> String {
         assert_eq!(request.command, Command::Settings);
-        match &request.body {
-            Body::Wbxml(b) => xml_from_wbxml(b),
-            other => panic!("unexpected body {other:?}"),
-        }
+        request_xml(request)
     }
 
     fn full_device() -> DeviceInformation {

@@ -153,6 +153,118 @@ impl core::fmt::Display for CommonStatus {
     }
 }
 
+/// Declares a command's status enum: the spec's codes for the command (each with what to do
+/// and a sentence for logs), `Common` for the common codes (101 and above), `Unknown` for
+/// anything else; with `from_code`, `code`, `action`, `description`, `common`, `read` and
+/// `Display`. A variant's extra doc comments go before its line. The optional trailing
+/// `unknown => Action` says what to do about an unknown code (default: `FixRequest`, as
+/// repeating a request the server refused unchanged would not help).
+///
+/// ```ignore
+/// command_status! {
+///     /// Ping status (MS-ASCMD 2.2.3.177.11).
+///     pub enum Status {
+///         1 => Expired, Proceed, "the interval ran out with no changes";
+///     }
+///     unknown => RetryLater
+/// }
+/// ```
+macro_rules! command_status {
+    (
+        $(#[$meta:meta])* $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $code:literal => $variant:ident, $action:ident, $text:literal; )*
+        }
+    ) => {
+        $crate::eas::status::command_status! {
+            $(#[$meta])* $vis enum $name {
+                $( $(#[$vmeta])* $code => $variant, $action, $text; )*
+            }
+            unknown => FixRequest
+        }
+    };
+    (
+        $(#[$meta:meta])* $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $code:literal => $variant:ident, $action:ident, $text:literal; )*
+        }
+        unknown => $unknown_action:ident
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $(
+                #[doc = concat!($code, ": ", $text)]
+                $(#[$vmeta])*
+                $variant,
+            )*
+            /// A common status (101 and above, MS-ASCMD 2.2.2).
+            Common($crate::eas::status::CommonStatus),
+            /// A code the spec does not define for this element.
+            Unknown(u32),
+        }
+
+        impl $name {
+            pub const fn from_code(code: u32) -> $name {
+                match code {
+                    $( $code => $name::$variant, )*
+                    _ => match $crate::eas::status::CommonStatus::from_code(code) {
+                        Some(common) => $name::Common(common),
+                        None => $name::Unknown(code),
+                    },
+                }
+            }
+
+            pub const fn code(self) -> u32 {
+                match self {
+                    $( $name::$variant => $code, )*
+                    $name::Common(common) => common.code(),
+                    $name::Unknown(code) => code,
+                }
+            }
+
+            /// What the caller should do about it.
+            pub const fn action(self) -> $crate::eas::status::Action {
+                match self {
+                    $( $name::$variant => $crate::eas::status::Action::$action, )*
+                    $name::Common(common) => common.action(),
+                    $name::Unknown(_) => $crate::eas::status::Action::$unknown_action,
+                }
+            }
+
+            /// A sentence for logs and D-Bus.
+            pub const fn description(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )*
+                    $name::Common(common) => common.description(),
+                    $name::Unknown(_) => "a status code the protocol does not define",
+                }
+            }
+
+            /// The common status, when it is one.
+            pub const fn common(self) -> Option<$crate::eas::status::CommonStatus> {
+                match self {
+                    $name::Common(common) => Some(common),
+                    _ => None,
+                }
+            }
+
+            /// Reads a status element's number.
+            pub fn read<R: embedded_io::Read>(
+                p: &mut $crate::eas::parse::Parser<R>,
+                child: $crate::eas::parse::Child,
+            ) -> $crate::eas::error::Result<$name> {
+                Ok($name::from_code(p.number(child)?))
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "status {}: {}", self.code(), self.description())
+            }
+        }
+    };
+}
+pub(crate) use command_status;
+
 /// Implemented by every command's response: the common status (101 and above) the server
 /// answered with at the top level, if any, so the transport can react to 142–144 (provision
 /// again) and 165 (send DeviceInformation) the same way for every command.
@@ -161,8 +273,68 @@ pub trait HasStatus {
 }
 
 #[cfg(test)]
+// `read` is exercised only with the `xml` feature (its fixtures are written as XML).
+#[cfg_attr(not(feature = "xml"), allow(dead_code))]
 mod tests {
     use super::*;
+
+    command_status! {
+        /// A test enum with the default action for unknown codes.
+        enum Plain {
+            1 => Ok, Proceed, "fine";
+            3 => Busy, RetryLater, "busy";
+        }
+    }
+
+    command_status! {
+        /// A test enum that retries on unknown codes.
+        enum Retrying {
+            2 => Gone, ItemGone, "gone";
+        }
+        unknown => RetryLater
+    }
+
+    #[test]
+    fn command_status_macro_maps_codes_actions_and_text() {
+        assert_eq!(Plain::from_code(1), Plain::Ok);
+        assert_eq!(Plain::from_code(3).code(), 3);
+        assert_eq!(Plain::Busy.action(), Action::RetryLater);
+        assert_eq!(Plain::from_code(2), Plain::Unknown(2));
+        assert_eq!(Plain::Unknown(2).action(), Action::FixRequest);
+        assert_eq!(Retrying::Unknown(9).action(), Action::RetryLater);
+        assert_eq!(Retrying::from_code(2).action(), Action::ItemGone);
+        assert_eq!(Retrying::Gone.common(), None);
+        let common = Plain::from_code(142);
+        assert_eq!(common, Plain::Common(CommonStatus::DeviceNotProvisioned));
+        assert_eq!(common.common(), Some(CommonStatus::DeviceNotProvisioned));
+        assert_eq!(common.action(), Action::Reprovision);
+        assert_eq!(common.code(), 142);
+        assert_eq!(Plain::Ok.common(), None);
+        assert_eq!(Plain::Busy.to_string(), "status 3: busy");
+        assert_eq!(
+            Plain::Unknown(7).description(),
+            "a status code the protocol does not define"
+        );
+    }
+
+    #[cfg(feature = "xml")]
+    #[test]
+    fn command_status_macro_reads_a_status_element() {
+        use crate::eas::testutil::{parser, wbxml_from_xml};
+        use crate::wbxml::{Tag, tags::cp};
+        let bytes = wbxml_from_xml("<Ping xmlns=\"Ping:\">\n  <Status>3</Status>\n</Ping>");
+        let mut p = parser(&bytes);
+        p.root(Tag::named(cp::PING, "Ping")).unwrap().unwrap();
+        let child = p.next_child().unwrap().unwrap();
+        assert_eq!(Plain::read(&mut p, child).unwrap(), Plain::Busy);
+        assert!(p.next_child().unwrap().is_none());
+        p.finish().unwrap();
+        let bytes = wbxml_from_xml("<Ping xmlns=\"Ping:\">\n  <Status>7</Status>\n</Ping>");
+        let mut p = parser(&bytes);
+        p.root(Tag::named(cp::PING, "Ping")).unwrap().unwrap();
+        let child = p.next_child().unwrap().unwrap();
+        assert_eq!(Retrying::read(&mut p, child).unwrap(), Retrying::Unknown(7));
+    }
 
     #[test]
     fn codes_round_trip_and_map_to_actions() {

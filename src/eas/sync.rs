@@ -16,7 +16,7 @@ use super::item::{
 };
 use super::parse::{Child, Node, Parser};
 use super::sink::Sink;
-use super::status::{Action, CommonStatus, HasStatus};
+use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
@@ -50,11 +50,6 @@ const WAIT: Tag = Tag::named(cp::AIRSYNC, "Wait");
 const HEARTBEAT_INTERVAL: Tag = Tag::named(cp::AIRSYNC, "HeartbeatInterval");
 const PARTIAL: Tag = Tag::named(cp::AIRSYNC, "Partial");
 const LIMIT: Tag = Tag::named(cp::AIRSYNC, "Limit");
-const BODY_PREFERENCE: Tag = Tag::named(cp::AIRSYNCBASE, "BodyPreference");
-const BODY_TYPE: Tag = Tag::named(cp::AIRSYNCBASE, "Type");
-const TRUNCATION_SIZE: Tag = Tag::named(cp::AIRSYNCBASE, "TruncationSize");
-const ALL_OR_NONE: Tag = Tag::named(cp::AIRSYNCBASE, "AllOrNone");
-const PREVIEW: Tag = Tag::named(cp::AIRSYNCBASE, "Preview");
 const EMAIL_READ: Tag = Tag::named(cp::EMAIL, "Read");
 const EMAIL_FLAG: Tag = Tag::named(cp::EMAIL, "Flag");
 const EMAIL_FLAG_STATUS: Tag = Tag::named(cp::EMAIL, "Status");
@@ -348,18 +343,7 @@ fn write_collection_body(
             w.text_element(FILTER_TYPE, &f.code().to_string())?;
         }
         for pref in &o.body_preferences {
-            w.start(BODY_PREFERENCE)?;
-            w.text_element(BODY_TYPE, &pref.body_type.code().to_string())?;
-            if let Some(size) = pref.truncation_size {
-                w.text_element(TRUNCATION_SIZE, &size.to_string())?;
-            }
-            if pref.all_or_none {
-                w.text_element(ALL_OR_NONE, "1")?;
-            }
-            if let Some(preview) = pref.preview {
-                w.text_element(PREVIEW, &preview.to_string())?;
-            }
-            w.end()?;
+            pref.write(w)?;
         }
         if let Some(m) = o.mime_support {
             w.text_element(MIME_SUPPORT, &(m as u8).to_string())?;
@@ -425,98 +409,31 @@ pub fn empty_request(version: ProtocolVersion) -> Result<Request> {
 // ---------------------------------------------------------------------------------------
 // Status
 
-/// A Sync status (MS-ASCMD 2.2.3.177.17), top-level, per collection or per client change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Success,
-    /// 3: the SyncKey is invalid: sync the collection again from key "0".
-    InvalidSyncKey,
-    /// 4: protocol error in the request.
-    ProtocolError,
-    /// 5: server error: retry later.
-    ServerError,
-    /// 6: the client's item could not be converted (bad data): drop or fix the change.
-    ConversionError,
-    /// 7: the item changed on both sides; the server's version wins and comes with the
-    /// next Sync.
-    Conflict,
-    /// 8: the item named does not exist (any more).
-    ObjectNotFound,
-    /// 9: the Sync cannot be completed (the mailbox may be full): tell the user.
-    CannotComplete,
-    /// 12: the folder hierarchy changed: FolderSync, then Sync again.
-    FolderHierarchyChanged,
-    /// 13: an empty or partial request the server has no cache for: send a full request.
-    IncompleteRequest,
-    /// 14: Wait or HeartbeatInterval outside the server's bounds (see
-    /// [`SyncResponse::limit`]).
-    InvalidWaitOrHeartbeat,
-    /// 15: too many collections in the request (see [`SyncResponse::limit`]).
-    InvalidRequest,
-    /// 16: a transient server problem: retry.
-    Retry,
-    Common(CommonStatus),
-    Unknown(u32),
+command_status! {
+    /// A Sync status (MS-ASCMD 2.2.3.177.17), top-level, per collection or per client change.
+    /// 12 maps to [`Action::SyncFolders`](super::Action::SyncFolders), 13 to [`Action::FixRequest`](super::Action::FixRequest) (see
+    /// [`Status::needs_full_request`]); an unknown code to [`Action::RetryLater`](super::Action::RetryLater).
+    pub enum Status {
+        1 => Success, Proceed, "success";
+        3 => InvalidSyncKey, ResyncState, "the SyncKey is invalid: sync the collection again from key \"0\"";
+        4 => ProtocolError, FixRequest, "protocol error in the request";
+        5 => ServerError, RetryLater, "server error: retry later";
+        6 => ConversionError, FixRequest, "the client's item could not be converted (bad data): drop or fix the change";
+        7 => Conflict, Proceed, "the item changed on both sides; the server's version wins and comes with the next Sync";
+        8 => ObjectNotFound, ItemGone, "the item named does not exist (any more)";
+        9 => CannotComplete, Blocked, "the Sync cannot be completed (the mailbox may be full): tell the user";
+        12 => FolderHierarchyChanged, SyncFolders, "the folder hierarchy changed: FolderSync, then Sync again";
+        13 => IncompleteRequest, FixRequest, "an empty or partial request the server has no cache for: send a full request";
+        /// See [`SyncResponse::limit`].
+        14 => InvalidWaitOrHeartbeat, FixRequest, "Wait or HeartbeatInterval outside the server's bounds";
+        /// See [`SyncResponse::limit`].
+        15 => InvalidRequest, FixRequest, "too many collections in the request";
+        16 => Retry, RetryLater, "a transient server problem: retry";
+    }
+    unknown => RetryLater
 }
 
 impl Status {
-    pub fn from_code(code: u32) -> Status {
-        match code {
-            1 => Status::Success,
-            3 => Status::InvalidSyncKey,
-            4 => Status::ProtocolError,
-            5 => Status::ServerError,
-            6 => Status::ConversionError,
-            7 => Status::Conflict,
-            8 => Status::ObjectNotFound,
-            9 => Status::CannotComplete,
-            12 => Status::FolderHierarchyChanged,
-            13 => Status::IncompleteRequest,
-            14 => Status::InvalidWaitOrHeartbeat,
-            15 => Status::InvalidRequest,
-            16 => Status::Retry,
-            c => CommonStatus::from_code(c).map_or(Status::Unknown(c), Status::Common),
-        }
-    }
-
-    pub fn code(self) -> u32 {
-        match self {
-            Status::Success => 1,
-            Status::InvalidSyncKey => 3,
-            Status::ProtocolError => 4,
-            Status::ServerError => 5,
-            Status::ConversionError => 6,
-            Status::Conflict => 7,
-            Status::ObjectNotFound => 8,
-            Status::CannotComplete => 9,
-            Status::FolderHierarchyChanged => 12,
-            Status::IncompleteRequest => 13,
-            Status::InvalidWaitOrHeartbeat => 14,
-            Status::InvalidRequest => 15,
-            Status::Retry => 16,
-            Status::Common(c) => c.code(),
-            Status::Unknown(c) => c,
-        }
-    }
-
-    /// What to do. 12 maps to [`Action::SyncFolders`], 13 to [`Action::FixRequest`] (see [`Status::needs_full_request`]).
-    pub fn action(self) -> Action {
-        match self {
-            Status::Success | Status::Conflict => Action::Proceed,
-            Status::InvalidSyncKey => Action::ResyncState,
-            Status::FolderHierarchyChanged => Action::SyncFolders,
-            Status::ProtocolError
-            | Status::ConversionError
-            | Status::IncompleteRequest
-            | Status::InvalidWaitOrHeartbeat
-            | Status::InvalidRequest => Action::FixRequest,
-            Status::ServerError | Status::Retry | Status::Unknown(_) => Action::RetryLater,
-            Status::ObjectNotFound => Action::ItemGone,
-            Status::CannotComplete => Action::Blocked,
-            Status::Common(c) => c.action(),
-        }
-    }
-
     /// Status 12: run FolderSync before syncing again.
     pub fn needs_folder_sync(self) -> bool {
         self == Status::FolderHierarchyChanged
@@ -652,10 +569,7 @@ impl HasStatus for SyncResponse {
     fn common_status(&self) -> Option<CommonStatus> {
         core::iter::once(self.status)
             .chain(self.collections.iter().map(CollectionHeader::status))
-            .find_map(|s| match s {
-                Status::Common(c) => Some(c),
-                _ => None,
-            })
+            .find_map(Status::common)
     }
 }
 
@@ -684,7 +598,7 @@ pub fn read_response<R: Read, H: SyncHandler + ?Sized>(
     let mut collections = Vec::new();
     while let Some(c) = p.next_child()? {
         match c.tag {
-            STATUS => status = Status::from_code(p.number(c)?),
+            STATUS => status = Status::read(p, c)?,
             LIMIT => limit = Some(p.number(c)?),
             COLLECTIONS => {
                 while let Some(col) = p.next_child()? {
@@ -692,13 +606,7 @@ pub fn read_response<R: Read, H: SyncHandler + ?Sized>(
                         p.skip(col)?;
                         continue;
                     }
-                    if collections.len() >= p.limits().max_entries {
-                        return Err(Error::Limit {
-                            what: "collections",
-                            limit: p.limits().max_entries as u64,
-                            offset: col.offset,
-                        });
-                    }
+                    p.check_entries(collections.len(), "collections", col.offset)?;
                     collections.push(read_collection(p, handler)?);
                 }
             }
@@ -724,7 +632,7 @@ fn read_collection<R: Read, H: SyncHandler + ?Sized>(
             SYNC_KEY => header.sync_key = Some(read_id(p, c)?),
             COLLECTION_ID => header.collection_id = read_id(p, c)?,
             CLASS => header.class = Some(read_id(p, c)?),
-            STATUS => header.status = Some(Status::from_code(p.number(c)?)),
+            STATUS => header.status = Some(Status::read(p, c)?),
             MORE_AVAILABLE => {
                 p.skip(c)?;
                 header.more_available = true;
@@ -799,7 +707,7 @@ fn read_raw_item<R: Read, H: SyncHandler + ?Sized>(
             SERVER_ID => raw.server_id = Some(read_id(p, c)?),
             CLIENT_ID => raw.client_id = Some(read_id(p, c)?),
             CLASS => raw.class = Some(read_id(p, c)?),
-            STATUS => raw.status = Some(Status::from_code(p.number(c)?)),
+            STATUS => raw.status = Some(Status::read(p, c)?),
             APPLICATION_DATA => {
                 let mut sinks = HandlerSinks {
                     handler: &mut *handler,
@@ -893,9 +801,9 @@ fn read_responses<R: Read, H: SyncHandler + ?Sized>(
 #[cfg(all(test, feature = "xml"))]
 mod tests {
     use super::*;
-    use crate::eas::Limits;
     use crate::eas::item::{BodyInfo, BodyType, Streamed, text_node};
-    use crate::eas::testutil::{parser, wbxml_from_xml, xml_from_wbxml};
+    use crate::eas::testutil::{parser, request_xml, wbxml_from_xml};
+    use crate::eas::{Action, Limits};
     use std::cell::Cell;
     use std::collections::BTreeMap;
     use std::rc::Rc;
@@ -963,10 +871,7 @@ mod tests {
 
     fn body_xml(r: &Request) -> String {
         assert_eq!(r.command, Command::Sync);
-        match &r.body {
-            Body::Wbxml(b) => xml_from_wbxml(b),
-            other => panic!("unexpected body {other:?}"),
-        }
+        request_xml(r)
     }
 
     fn sample_request() -> SyncRequest {
@@ -1050,6 +955,30 @@ mod tests {
     </Collection>
     <Collection>";
 
+    /// The end of the mail collection's Options: the MIME preference and MIME settings.
+    const OPTIONS_END_XML: &str =
+        "        <airsyncbase:BodyPreference xmlns:airsyncbase=\"AirSyncBase:\">
+          <airsyncbase:Type>4</airsyncbase:Type>
+        </airsyncbase:BodyPreference>
+        <MIMESupport>2</MIMESupport>
+        <MIMETruncation>8</MIMETruncation>
+      </Options>";
+
+    /// The contacts collection after its Class, up to the calendar collection's start.
+    const CONTACTS_XML: &str = "      <SyncKey>c7</SyncKey>
+      <CollectionId>9</CollectionId>
+      <Commands>
+        <Add>
+          <ClientId>n1</ClientId>
+          <ApplicationData>
+            <contacts:FileAs xmlns:contacts=\"Contacts:\">Doe, Jane</contacts:FileAs>
+            <contacts:FirstName xmlns:contacts=\"Contacts:\">Jane</contacts:FirstName>
+          </ApplicationData>
+        </Add>
+      </Commands>
+    </Collection>
+    <Collection>";
+
     #[test]
     fn request_12_1() {
         let xml = body_xml(&request(ProtocolVersion::V12_1, &sample_request()).unwrap());
@@ -1070,27 +999,10 @@ mod tests {
           <airsyncbase:TruncationSize>32768</airsyncbase:TruncationSize>
           <airsyncbase:AllOrNone>1</airsyncbase:AllOrNone>
         </airsyncbase:BodyPreference>
-        <airsyncbase:BodyPreference xmlns:airsyncbase=\"AirSyncBase:\">
-          <airsyncbase:Type>4</airsyncbase:Type>
-        </airsyncbase:BodyPreference>
-        <MIMESupport>2</MIMESupport>
-        <MIMETruncation>8</MIMETruncation>
-      </Options>
+{OPTIONS_END_XML}
 {COMMANDS_XML}
       <Class>Contacts</Class>
-      <SyncKey>c7</SyncKey>
-      <CollectionId>9</CollectionId>
-      <Commands>
-        <Add>
-          <ClientId>n1</ClientId>
-          <ApplicationData>
-            <contacts:FileAs xmlns:contacts=\"Contacts:\">Doe, Jane</contacts:FileAs>
-            <contacts:FirstName xmlns:contacts=\"Contacts:\">Jane</contacts:FirstName>
-          </ApplicationData>
-        </Add>
-      </Commands>
-    </Collection>
-    <Collection>
+{CONTACTS_XML}
       <Class>Calendar</Class>
       <SyncKey>0</SyncKey>
       <CollectionId>8</CollectionId>
@@ -1135,26 +1047,9 @@ mod tests {
           <airsyncbase:AllOrNone>1</airsyncbase:AllOrNone>
           <airsyncbase:Preview>100</airsyncbase:Preview>
         </airsyncbase:BodyPreference>
-        <airsyncbase:BodyPreference xmlns:airsyncbase=\"AirSyncBase:\">
-          <airsyncbase:Type>4</airsyncbase:Type>
-        </airsyncbase:BodyPreference>
-        <MIMESupport>2</MIMESupport>
-        <MIMETruncation>8</MIMETruncation>
-      </Options>
+{OPTIONS_END_XML}
 {COMMANDS_XML}
-      <SyncKey>c7</SyncKey>
-      <CollectionId>9</CollectionId>
-      <Commands>
-        <Add>
-          <ClientId>n1</ClientId>
-          <ApplicationData>
-            <contacts:FileAs xmlns:contacts=\"Contacts:\">Doe, Jane</contacts:FileAs>
-            <contacts:FirstName xmlns:contacts=\"Contacts:\">Jane</contacts:FirstName>
-          </ApplicationData>
-        </Add>
-      </Commands>
-    </Collection>
-    <Collection>
+{CONTACTS_XML}
       <SyncKey>0</SyncKey>
       <CollectionId>8</CollectionId>
     </Collection>

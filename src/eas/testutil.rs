@@ -23,6 +23,14 @@ pub fn xml_from_wbxml(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// The XML form of a written request's WBXML body. Panics if the body is not plain WBXML.
+pub fn request_xml(req: &super::Request) -> String {
+    match &req.body {
+        super::Body::Wbxml(body) => xml_from_wbxml(body),
+        other => panic!("expected a WBXML body, got {other:?}"),
+    }
+}
+
 /// A parser over a fixture.
 pub fn parser(bytes: &[u8]) -> super::Parser<&[u8]> {
     super::Parser::new(bytes, wbxml::ProtocolVersion::V16_1)

@@ -256,3 +256,42 @@ fn sendmail_streams_the_message_and_it_lands_in_sent() {
     }
     panic!("the sent message is not in Sent");
 }
+
+#[test]
+fn itemoperations_fetches_a_mail_body_as_mime() {
+    let Some(account) = account(true, "fetch") else {
+        return;
+    };
+    let mut session = account.session(None);
+    let mut prov = TestProvisioner::default();
+    let folders = client::folders(&client::folder_sync(&mut session, &mut prov, "0"));
+    let inbox = client::folder_of_type(&folders, FolderType::Inbox);
+    let (_, mail) = client::sync_collection(
+        &mut session,
+        &mut prov,
+        &inbox.server_id,
+        Class::Email,
+        None,
+    );
+    let item = mail.added.first().expect("a seeded mail");
+    let subject = Collected::text_of(item, cp::EMAIL, "Subject").expect("a subject");
+    for multipart in [false, true] {
+        let (response, body) = client::fetch_body(
+            &mut session,
+            &inbox.server_id,
+            &item.server_id,
+            BodyType::Mime,
+            multipart,
+        );
+        assert_eq!(
+            response.status,
+            easync::eas::itemops::Status::Success,
+            "{response:?}"
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains(&format!("Subject: {subject}")),
+            "multipart={multipart}: {text:.300}"
+        );
+    }
+}

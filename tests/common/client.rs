@@ -352,3 +352,51 @@ pub fn sync_collection(
     }
     panic!("collection {collection_id} never finished syncing");
 }
+
+/// ItemOperations Fetch of one item's body (`body_type`), optionally asking for a multipart
+/// response; returns the response and the body bytes the sink received.
+pub fn fetch_body(
+    session: &mut Session,
+    collection_id: &str,
+    server_id: &str,
+    body_type: easync::eas::item::BodyType,
+    multipart: bool,
+) -> (easync::eas::itemops::Response, Vec<u8>) {
+    use easync::eas::itemops::{self, Fetch, FetchTarget, OneSink, Operation};
+    let mut fetch = Fetch::new(FetchTarget::Item {
+        collection_id: collection_id.into(),
+        server_id: server_id.into(),
+    });
+    fetch.body_preferences = vec![easync::eas::item::BodyPreference::new(body_type)];
+    if body_type == easync::eas::item::BodyType::Mime {
+        fetch.mime_support = Some(2);
+    }
+    let version = session.state().version;
+    let mut request = itemops::request(version, &[Operation::Fetch(fetch)]).unwrap();
+    if multipart {
+        request.params.push(("AcceptMultiPart", "T".into()));
+    }
+    let mut response = session
+        .send(&request, None, TIMEOUT)
+        .expect("ItemOperations");
+    let mut body = Vec::new();
+    let result = if response.is_multipart() {
+        let len = response.content_length;
+        let input = easync::wbxml::FromStd(response.body());
+        let mut parts = easync::eas::multipart::MultipartReader::new(
+            input,
+            easync::eas::multipart::DEFAULT_MAX_PARTS,
+            len,
+        )
+        .expect("multipart table");
+        itemops::read_multipart_response(
+            &mut parts,
+            eas::Limits::default(),
+            &mut OneSink(&mut body),
+        )
+    } else {
+        itemops::read_response(&mut response.parser(version), &mut OneSink(&mut body))
+    }
+    .expect("ItemOperations response");
+    (result, body)
+}

@@ -3,3 +3,5 @@
 
 pub mod client;
 pub mod imap;
+#[cfg(feature = "lab")]
+pub mod lab;

@@ -3,6 +3,7 @@
 //! typed outcome. Redirects and provisioning are handled one level up, in [`super::Session`].
 
 use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -20,11 +21,25 @@ use crate::eas::{self, Body, ServerInfo};
 use crate::wbxml::{FromStd, ProtocolVersion};
 
 /// The body of a successful response, read as a stream (never buffered whole).
-pub struct ResponseBody(ureq::BodyReader<'static>);
+///
+/// A read that fails (the connection breaks, times out) is also recorded as a typed
+/// [`Error`], because the WBXML reader above keeps only the failure's text: see
+/// [`Response::read`].
+pub struct ResponseBody {
+    reader: ureq::BodyReader<'static>,
+    host: String,
+    timeout: Duration,
+    failure: Arc<Mutex<Option<Error>>>,
+}
 
 impl Read for ResponseBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        self.reader.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                let typed = map_io_error(e, &self.host, self.timeout);
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(typed);
+            }
+        })
     }
 }
 
@@ -76,6 +91,26 @@ impl Response {
     /// A WBXML parser over the streaming body.
     pub fn parser(self, version: ProtocolVersion) -> eas::Parser<FromStd<ResponseBody>> {
         eas::Parser::new(FromStd(self.body), version)
+    }
+
+    /// Reads the WBXML body with `read`. When the body could not be received (the
+    /// connection broke or stalled mid-body) the error is that network failure ([`Error::
+    /// Network`], [`Error::Timeout`] ...: transient), not a protocol error.
+    pub fn read<T>(
+        self,
+        version: ProtocolVersion,
+        read: impl FnOnce(&mut eas::Parser<FromStd<ResponseBody>>) -> eas::Result<T>,
+    ) -> Result<T> {
+        let failure = self.body.failure.clone();
+        let mut parser = self.parser(version);
+        read(&mut parser).map_err(|e| match e {
+            eas::Error::Io(_) => failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(Error::Protocol(e)),
+            other => Error::Protocol(other),
+        })
     }
 }
 
@@ -352,7 +387,7 @@ impl Client {
                 continue;
             }
             return Ok(match outcome(reply)? {
-                Outcome::Done(r) => Outcome::Done(Response::new(r)),
+                Outcome::Done(r) => Outcome::Done(Response::new(r, &host_of(target.url), timeout)),
                 Outcome::Redirect(l) => Outcome::Redirect(l),
             });
         }
@@ -510,7 +545,7 @@ fn outcome(resp: http::Response<ureq::Body>) -> Result<Outcome<http::Response<ur
 }
 
 impl Response {
-    fn new(resp: http::Response<ureq::Body>) -> Response {
+    fn new(resp: http::Response<ureq::Body>, host: &str, timeout: Duration) -> Response {
         let text = |name: &str| header(&resp, name).map(str::to_string);
         Response {
             status: resp.status().as_u16(),
@@ -519,7 +554,12 @@ impl Response {
             protocol_version: text("MS-ASProtocolVersion"),
             server_version: text("MS-Server-ActiveSync"),
             credentials_expire_days: credentials_expire_days(&resp),
-            body: ResponseBody(resp.into_body().into_reader()),
+            body: ResponseBody {
+                reader: resp.into_body().into_reader(),
+                host: host.to_string(),
+                timeout,
+                failure: Arc::default(),
+            },
         }
     }
 }
@@ -553,10 +593,13 @@ pub(crate) fn map_io_error(io: &io::Error, host: &str, timeout: Duration) -> Err
     {
         return Error::RequestBody(src.0.clone());
     }
-    if let Some(ureq::Error::Timeout(_)) =
-        io.get_ref().and_then(|r| r.downcast_ref::<ureq::Error>())
-    {
-        return Error::Timeout { after: timeout };
+    match io.get_ref().and_then(|r| r.downcast_ref::<ureq::Error>()) {
+        Some(ureq::Error::Timeout(_)) => return Error::Timeout { after: timeout },
+        // A gzip body whose connection broke: the cause is the inner I/O error.
+        Some(ureq::Error::Decompress(_, inner) | ureq::Error::Io(inner)) => {
+            return map_io_error(inner, host, timeout);
+        }
+        _ => {}
     }
     match io.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout { after: timeout },
@@ -571,5 +614,105 @@ pub(crate) fn map_io_error(io: &io::Error, host: &str, timeout: Duration) -> Err
              server requires a TLS client certificate (tls.client_cert)"
         )),
         _ => Error::Network(format!("{host}: {io}")),
+    }
+}
+
+#[cfg(all(test, feature = "xml"))]
+mod tests {
+    use super::*;
+    use crate::eas::testutil::wbxml_from_xml;
+
+    /// Hands out `data`, then fails with `kind` (or ends, with `None`).
+    struct Broken {
+        data: Vec<u8>,
+        kind: Option<io::ErrorKind>,
+    }
+
+    impl Read for Broken {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !self.data.is_empty() {
+                let n = buf.len().min(self.data.len());
+                buf[..n].copy_from_slice(&self.data[..n]);
+                self.data.drain(..n);
+                return Ok(n);
+            }
+            match self.kind {
+                Some(kind) => Err(io::Error::new(kind, "the peer went away")),
+                None => Ok(0),
+            }
+        }
+    }
+
+    fn response(data: &[u8], kind: Option<io::ErrorKind>) -> Response {
+        let body = ureq::Body::builder().reader(Broken {
+            data: data.to_vec(),
+            kind,
+        });
+        let resp = http::Response::builder().status(200).body(body).unwrap();
+        Response::new(resp, "mail.example.com", Duration::from_secs(7))
+    }
+
+    /// The first half of a FolderSync response: valid WBXML that stops mid-document.
+    fn prefix() -> Vec<u8> {
+        let mut doc = wbxml_from_xml(
+            "<FolderSync xmlns=\"FolderHierarchy:\">\n  <Status>1</Status>\n  \
+             <SyncKey>1</SyncKey>\n</FolderSync>",
+        );
+        doc.truncate(doc.len() / 2);
+        doc
+    }
+
+    fn read_folder_sync(r: Response) -> Result<eas::folder::FolderSyncResponse> {
+        r.read(
+            ProtocolVersion::V16_1,
+            eas::folder::read_folder_sync_response,
+        )
+    }
+
+    #[test]
+    fn a_connection_broken_mid_body_is_a_network_error() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::BrokenPipe,
+        ] {
+            let err = read_folder_sync(response(&prefix(), Some(kind))).unwrap_err();
+            assert!(
+                matches!(&err, Error::Network(m) if m.contains("mail.example.com")),
+                "{err:?}"
+            );
+            assert!(err.is_transient());
+        }
+        let err = read_folder_sync(response(&prefix(), Some(io::ErrorKind::TimedOut))).unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { after } if after == Duration::from_secs(7)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_complete_but_invalid_body_stays_a_protocol_error() {
+        // The body ends cleanly in the middle of the document: the server sent bad WBXML.
+        let err = read_folder_sync(response(&prefix(), None)).unwrap_err();
+        assert!(
+            matches!(err, Error::Protocol(eas::Error::Wbxml { .. })),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn a_broken_gzip_stream_is_mapped_by_its_cause() {
+        let inner = io::Error::new(io::ErrorKind::UnexpectedEof, "Peer disconnected");
+        let io = io::Error::other(ureq::Error::Decompress("gzip", inner));
+        let err = map_io_error(&io, "mail.example.com", Duration::from_secs(3));
+        assert!(
+            matches!(&err, Error::Network(m) if m.contains("closed the connection")),
+            "{err:?}"
+        );
+        let inner = io::Error::new(io::ErrorKind::TimedOut, "stalled");
+        let io = io::Error::other(ureq::Error::Decompress("gzip", inner));
+        let err = map_io_error(&io, "mail.example.com", Duration::from_secs(3));
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     }
 }

@@ -248,8 +248,7 @@ impl Session {
             let request = build(&self.state)?;
             let needs_provisioning = match self.send(&request, None, timeout) {
                 Ok(response) => {
-                    let mut parser = response.parser(self.state.version);
-                    let value = read(&mut parser)?;
+                    let value = response.read(self.state.version, &mut read)?;
                     match value.common_status() {
                         Some(s) if s.action() == Action::Reprovision => {
                             log::debug!("{} answered {s}", request.command);

@@ -282,6 +282,7 @@ fn full_compliance_refuses_a_partial_ack_with_139_and_stops() {
         ..TestProvisioner::default()
     };
     let err = try_folder_sync(&mut session, &mut prov).unwrap_err();
+    assert!(matches!(err, Error::ProvisioningRefused { .. }), "{err:?}");
     assert_eq!(prov.rounds, 1);
     let message = err.to_string();
     assert!(
@@ -412,21 +413,14 @@ fn wipe_case(
         .request_wipe(Some(&account.device_id), account_only)
         .unwrap();
 
-    // 140 is not a provisioning demand the session repairs: the caller sees it and runs the
-    // provisioner, which receives the directive.
-    let response = try_folder_sync(&mut session, &mut prov).expect("FolderSync");
-    assert_eq!(
-        response.common_status(),
-        Some(CommonStatus::RemoteWipeRequested)
+    // 140 makes the session run the provisioner, which receives the directive,
+    // acknowledges it and stops the command: it is not repeated after a wipe.
+    let requests = lab.device(&account.device_id)["requests"].as_u64().unwrap();
+    let err = try_folder_sync(&mut session, &mut prov).unwrap_err();
+    assert!(
+        matches!(err, Error::RemoteWipe { account_only: a } if a == account_only),
+        "{err:?}"
     );
-    assert_eq!(response.status.action(), Action::RemoteWipe);
-    assert_eq!(prov.rounds, 1);
-    assert_eq!(
-        lab.device(&account.device_id)["wipe"]["state"],
-        "pending",
-        "the directive is not sent before Provision"
-    );
-    prov.provision(&mut session).unwrap();
     assert_eq!(prov.rounds, 2);
     let expected = if account_only {
         WipeDirective::AccountOnly
@@ -434,6 +428,11 @@ fn wipe_case(
         WipeDirective::Full
     };
     assert_eq!(prov.last, Some(Provisioned::Wiped(expected)));
+    // FolderSync (140), Provision (directive), Provision (ack): nothing after the wipe.
+    assert_eq!(
+        lab.device(&account.device_id)["requests"].as_u64().unwrap(),
+        requests + 3
+    );
     let device = lab.device(&account.device_id);
     assert_eq!(device["policy_key"], serde_json::Value::Null);
     (device["wipe"].clone(), prov)
@@ -466,36 +465,28 @@ fn a_failed_wipe_is_acknowledged_as_failed() {
     );
 }
 
-/// Stands in for the engine: provisions, and stops everything once a wipe was acknowledged.
-struct StopAfterWipe(TestProvisioner);
-
-impl Provisioner for StopAfterWipe {
-    fn provision(&mut self, session: &mut Session) -> easync::transport::Result<()> {
-        self.0.provision(session)?;
-        match self.0.last {
-            Some(Provisioned::Wiped(_)) => Err(Error::Config("the device was wiped".into())),
-            _ => Ok(()),
-        }
-    }
-}
-
 #[test]
 fn v12_1_wipe_arrives_through_449_and_the_command_is_not_repeated() {
     let lab = default_lab();
     let (account, mut session) = session_at(&lab, "wipe121", V12_1);
-    let mut prov = StopAfterWipe(TestProvisioner::default());
-    folder_sync(&mut session, &mut prov.0, "0");
+    let mut prov = TestProvisioner::default();
+    folder_sync(&mut session, &mut prov, "0");
     lab.handle
         .request_wipe(Some(&account.device_id), false)
         .unwrap();
     let requests = lab.device(&account.device_id)["requests"].as_u64().unwrap();
     let err = try_folder_sync(&mut session, &mut prov).unwrap_err();
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("wiped")),
+        matches!(
+            err,
+            Error::RemoteWipe {
+                account_only: false
+            }
+        ),
         "{err:?}"
     );
-    assert_eq!(prov.0.rounds, 2);
-    assert_eq!(prov.0.last, Some(Provisioned::Wiped(WipeDirective::Full)));
+    assert_eq!(prov.rounds, 2);
+    assert_eq!(prov.last, Some(Provisioned::Wiped(WipeDirective::Full)));
     let device = lab.device(&account.device_id);
     assert_eq!(
         device["wipe"],

@@ -29,7 +29,7 @@ pub enum Error {
     HostNotFound { host: String },
     #[error("cannot connect to the server: {0}: check the server URL, port, network and firewall")]
     Connect(String),
-    #[error("no answer from the server within {} s: check the network or try again later", .after.as_secs())]
+    #[error("no answer from the server within {}: check the network or try again later", seconds(*.after))]
     Timeout { after: Duration },
     #[error("the connection to the server failed: {0}")]
     Network(String),
@@ -68,6 +68,17 @@ pub enum Error {
          policy on the server"
     )]
     ProvisioningLoop { attempts: u32 },
+    /// Returned by a [`Provisioner`](super::Provisioner) once it has acknowledged a wipe
+    /// directive: the request that led there must not be repeated.
+    #[error(
+        "the server ordered a remote wipe{}: the device carries it out and stops syncing",
+        if *.account_only { " of this account" } else { "" }
+    )]
+    RemoteWipe { account_only: bool },
+    /// The server refused to provision the device (e.g. 139: the device cannot apply the
+    /// whole policy and the server requires it); `reason` is the server's status in words.
+    #[error("the server refused to provision this device: {reason}")]
+    ProvisioningRefused { reason: String },
     #[error("HTTP 451 without an X-MS-Location header: the server's redirect is unusable")]
     RedirectWithoutLocation,
     #[error("more than {hops} redirects (HTTP 451): check the server URL")]
@@ -134,6 +145,15 @@ impl Error {
                 | Error::Throttled { .. }
                 | Error::Http { status: 500..=599 }
         )
+    }
+}
+
+/// A duration for people: "30 s", or "0.3 s" below ten seconds.
+fn seconds(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} s", d.as_secs())
     }
 }
 

@@ -23,6 +23,10 @@ pub struct SessionState {
 
 /// Runs the Provision exchange (implemented by the engine) and stores the new key with
 /// [`Session::set_policy_key`].
+///
+/// When the server answers with a wipe directive instead of a policy, the provisioner
+/// persists the intent, acknowledges the directive and returns [`Error::RemoteWipe`], so
+/// that [`Session::execute`] stops instead of repeating the request.
 pub trait Provisioner {
     fn provision(&mut self, session: &mut Session) -> Result<()>;
 }
@@ -250,7 +254,11 @@ impl Session {
                 Ok(response) => {
                     let value = response.read(self.state.version, &mut read)?;
                     match value.common_status() {
-                        Some(s) if s.action() == Action::Reprovision => {
+                        // 140 (remote wipe requested) also means "run Provision": the
+                        // directive comes with it.
+                        Some(s)
+                            if matches!(s.action(), Action::Reprovision | Action::RemoteWipe) =>
+                        {
                             log::debug!("{} answered {s}", request.command);
                             true
                         }

@@ -148,13 +148,12 @@ impl Provisioner for TestProvisioner {
                 Next::Wipe(_) => request = flow.acknowledge_wipe(self.wipe_status)?,
                 Next::WipeAcknowledged(directive) => {
                     self.last = Some(Provisioned::Wiped(directive));
-                    return Ok(());
+                    return Err(transport::Error::RemoteWipe {
+                        account_only: directive == provision::WipeDirective::AccountOnly,
+                    });
                 }
                 Next::Failed { reason, .. } => {
-                    return Err(transport::Error::Protocol(eas::Error::Protocol {
-                        offset: 0,
-                        message: format!("provisioning failed: {reason}"),
-                    }));
+                    return Err(transport::Error::ProvisioningRefused { reason });
                 }
             }
         }

@@ -27,10 +27,10 @@ pub enum Error {
     Write(String),
 }
 
-impl<E: core::fmt::Debug> From<wbxml::Error<E>> for Error {
+impl<E: core::fmt::Debug + core::fmt::Display> From<wbxml::Error<E>> for Error {
     fn from(e: wbxml::Error<E>) -> Self {
         match e {
-            wbxml::Error::Io(io) => Error::Io(format!("{io:?}")),
+            wbxml::Error::Io(io) => Error::Io(io.to_string()),
             wbxml::Error::Invalid { kind, offset } => Error::Wbxml { kind, offset },
         }
     }

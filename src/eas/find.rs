@@ -119,9 +119,9 @@ pub fn request(
                 picture,
             } => {
                 w.start(GAL_SEARCH_CRITERION)?;
-                w.start(QUERY)?;
-                w.text_element(FREE_TEXT, free_text)?;
-                w.end()?;
+                // Unlike the mailbox Query, the GAL Query is the search string itself
+                // (MS-ASCMD 2.2.3.142.1: no child elements).
+                w.text_element(QUERY, free_text)?;
                 if range.is_some() || picture.is_some() {
                     w.start(OPTIONS)?;
                     if let Some((first, last)) = range {
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(
             request_xml(&req),
             "<Find xmlns=\"Find:\">\n  <SearchId>S1</SearchId>\n  <ExecuteSearch>\n    <GalSearchCriterion>\n      \
-             <Query>\n        <FreeText>smith</FreeText>\n      </Query>\n      <Options>\n        <Range>0-9</Range>\n        \
+             <Query>smith</Query>\n      <Options>\n        <Range>0-9</Range>\n        \
              <Picture>\n          <MaxPictures>2</MaxPictures>\n        </Picture>\n      </Options>\n    \
              </GalSearchCriterion>\n  </ExecuteSearch>\n</Find>"
         );

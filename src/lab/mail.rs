@@ -559,17 +559,22 @@ pub fn meeting_response(ctx: &Ctx) -> Reply {
         Err(e) => return bad_body(e),
     };
     let now = ctx.lab.now();
-    let mut results: Vec<(String, u32, Option<String>)> = Vec::new();
+    // (RequestId to echo, status, CalendarId); RequestId is echoed only when the request
+    // named the item by it rather than by a Search LongId (MS-ASCMD 2.2.3.151).
+    let mut results: Vec<(Option<String>, u32, Option<String>)> = Vec::new();
     let mut st = ctx.lab.shared.lock();
     for r in node.children().iter().filter(|r| r.tag == MR_REQUEST) {
-        let request_id = r.child_text(MR_REQUEST_ID).unwrap_or("").to_string();
+        let request_id = r.child_text(MR_REQUEST_ID).map(str::to_string);
+        // The lab's Search LongIds are ServerIds.
+        let long_id = r.child_text(SEARCH_LONG_ID);
+        let item_id = request_id.as_deref().or(long_id).unwrap_or("");
         let response: Option<u8> = r
             .child_text(MR_USER_RESPONSE)
             .and_then(|t| t.trim().parse().ok());
         let collection = r.child_text(MR_COLLECTION_ID);
         let item = st
             .items
-            .get(&request_id)
+            .get(item_id)
             .filter(|i| collection.is_none_or(|c| c == i.folder_id))
             .cloned();
         let (Some(item), Some(response @ 1..=3)) = (item, response) else {
@@ -649,7 +654,9 @@ pub fn meeting_response(ctx: &Ctx) -> Reply {
         w.start(MR)?;
         for (id, status, calendar) in &results {
             w.start(MR_RESULT)?;
-            w.text_element(MR_REQUEST_ID, id)?;
+            if let Some(id) = id {
+                w.text_element(MR_REQUEST_ID, id)?;
+            }
             w.text_element(MR_STATUS, &status.to_string())?;
             if let Some(c) = calendar {
                 w.text_element(MR_CALENDAR_ID, c)?;

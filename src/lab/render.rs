@@ -32,6 +32,7 @@ const BASE_TRUNCATION_SIZE: Tag = Tag::named(cp::AIRSYNCBASE, "TruncationSize");
 const BASE_ALL_OR_NONE: Tag = Tag::named(cp::AIRSYNCBASE, "AllOrNone");
 const AS_MIME_SUPPORT: Tag = Tag::named(cp::AIRSYNC, "MIMESupport");
 const AS_FILTER_TYPE: Tag = Tag::named(cp::AIRSYNC, "FilterType");
+const AS_MIME_TRUNCATION: Tag = Tag::named(cp::AIRSYNC, "MIMETruncation");
 const IO_PART: Tag = Tag::named(cp::ITEM_OPERATIONS, "Part");
 
 /// Writes a whole WBXML document for `version`. A failure here is a bug in the lab (a tag
@@ -75,6 +76,9 @@ pub struct BodyOptions {
     pub preferences: Vec<BodyPreference>,
     /// MIMESupport: 0 never, 1 S/MIME only, 2 always.
     pub mime_support: u8,
+    /// MIMETruncation as a character count (None: 8, no truncation); it applies to MIME
+    /// bodies whose BodyPreference has no TruncationSize.
+    pub mime_truncation: Option<usize>,
     pub filter_type: u8,
 }
 
@@ -115,6 +119,15 @@ impl BodyOptions {
                     .text()
                     .and_then(|t| t.trim().parse().ok())
                     .ok_or("bad MIMESupport")?;
+            } else if child.tag == AS_MIME_TRUNCATION {
+                // MS-ASCMD 2.2.3.111: 0 all, 1-7 the sizes below, 8 none.
+                const LIMITS: [usize; 8] = [0, 4096, 5120, 7168, 10240, 20480, 51200, 102400];
+                let code: usize = child
+                    .text()
+                    .and_then(|t| t.trim().parse().ok())
+                    .filter(|v| *v <= 8)
+                    .ok_or("MIMETruncation must be 0 to 8")?;
+                out.mime_truncation = LIMITS.get(code).copied();
             } else if child.tag == AS_FILTER_TYPE {
                 out.filter_type = child
                     .text()
@@ -252,7 +265,11 @@ fn write_body(
     };
     let text = String::from_utf8_lossy(&data).into_owned();
     let total = data.len();
-    let (sent, truncated): (&str, bool) = match pref.truncation_size {
+    let limit = match pref.body_type {
+        4 => pref.truncation_size.or(options.mime_truncation),
+        _ => pref.truncation_size,
+    };
+    let (sent, truncated): (&str, bool) = match limit {
         Some(max) if total > max => {
             if pref.all_or_none {
                 ("", true)

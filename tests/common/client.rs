@@ -399,3 +399,42 @@ pub fn fetch_body(
     .expect("ItemOperations response");
     (result, body)
 }
+
+/// ItemOperations with one Fetch (an item, an attachment by FileReference or a search
+/// result), optionally asking for a multipart response; returns the response and the bytes
+/// the sink received (the body or the attachment content).
+pub fn item_operations_fetch(
+    session: &mut Session,
+    fetch: easync::eas::itemops::Fetch,
+    multipart: bool,
+) -> (easync::eas::itemops::Response, Vec<u8>) {
+    use easync::eas::itemops::{self, OneSink, Operation};
+    let version = session.state().version;
+    let mut request = itemops::request(version, &[Operation::Fetch(fetch)]).unwrap();
+    if multipart {
+        request.params.push(("AcceptMultiPart", "T".into()));
+    }
+    let mut response = session
+        .send(&request, None, TIMEOUT)
+        .expect("ItemOperations");
+    let mut data = Vec::new();
+    let result = if response.is_multipart() {
+        let len = response.content_length;
+        let input = easync::wbxml::FromStd(response.body());
+        let mut parts = easync::eas::multipart::MultipartReader::new(
+            input,
+            easync::eas::multipart::DEFAULT_MAX_PARTS,
+            len,
+        )
+        .expect("multipart table");
+        itemops::read_multipart_response(
+            &mut parts,
+            eas::Limits::default(),
+            &mut OneSink(&mut data),
+        )
+    } else {
+        itemops::read_response(&mut response.parser(version), &mut OneSink(&mut data))
+    }
+    .expect("ItemOperations response");
+    (result, data)
+}

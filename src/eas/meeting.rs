@@ -88,6 +88,16 @@ pub fn request(version: ProtocolVersion, answers: &[MeetingAnswer]) -> Result<Re
             "a MeetingResponse request needs at least one answer".into(),
         ));
     }
+    // MS-ASCMD 2.2.3.98.2: search:LongId in MeetingResponse exists from 14.0 on.
+    if version < ProtocolVersion::V14_0
+        && answers
+            .iter()
+            .any(|a| matches!(a.target, Target::SearchResult { .. }))
+    {
+        return Err(Error::Write(format!(
+            "answering a Search result (LongId) needs protocol 14.0 or later, not {version}"
+        )));
+    }
     let body = write_wbxml(version, |w| {
         w.start(MEETING_RESPONSE)?;
         for answer in answers {
@@ -210,13 +220,13 @@ mod tests {
     }
 
     #[test]
-    fn request_12_1() {
+    fn request_14_0_by_item_and_by_search_result() {
         let mut second = answer();
         second.response = UserResponse::Declined;
         second.target = Target::SearchResult {
             long_id: "L7".into(),
         };
-        let req = request(ProtocolVersion::V12_1, &[answer(), second]).unwrap();
+        let req = request(ProtocolVersion::V14_0, &[answer(), second]).unwrap();
         assert_eq!(req.command, Command::MeetingResponse);
         assert_eq!(
             request_xml(&req),
@@ -339,5 +349,20 @@ mod tests {
         assert_eq!(Status::from_code(2).action(), Action::FixRequest);
         assert_eq!(Status::from_code(3).action(), Action::RetryLater);
         assert_eq!(Status::from_code(4).action(), Action::RetryLater);
+    }
+
+    #[test]
+    fn a_search_result_cannot_be_answered_before_14_0() {
+        let answer = MeetingAnswer {
+            response: UserResponse::Accepted,
+            target: Target::SearchResult {
+                long_id: "RgAAAAD".into(),
+            },
+            instance_id: None,
+            send_response: None,
+        };
+        let err = request(ProtocolVersion::V12_1, std::slice::from_ref(&answer)).unwrap_err();
+        assert!(err.to_string().contains("14.0"), "{err}");
+        assert!(request(ProtocolVersion::V14_0, &[answer]).is_ok());
     }
 }

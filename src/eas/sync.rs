@@ -284,6 +284,17 @@ fn validate(req: &SyncRequest) -> Result<()> {
 pub fn request(version: ProtocolVersion, req: &SyncRequest) -> Result<Request> {
     validate(req)?;
     let with_class = version < ProtocolVersion::V14_0;
+    // MS-ASNOTE: the Notes class exists from 14.0 on.
+    if let Some(c) = req
+        .collections
+        .iter()
+        .find(|c| with_class && c.class == Some(Class::Notes))
+    {
+        return Err(Error::Write(format!(
+            "collection {}: notes sync needs protocol 14.0 or later, not {version}",
+            c.collection_id
+        )));
+    }
     let body = write_wbxml(version, |w| {
         w.start(SYNC)?;
         if !req.collections.is_empty() {
@@ -1959,5 +1970,16 @@ mod tests {
         let bytes = wbxml_from_xml(&five_classes_xml("x"));
         let err = read_response(&mut parser(&bytes), &mut Failing).unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
+    }
+
+    #[test]
+    fn notes_are_refused_before_14_0() {
+        let req = SyncRequest {
+            collections: vec![CollectionRequest::initial("10", Class::Notes)],
+            ..SyncRequest::default()
+        };
+        let err = request(ProtocolVersion::V12_1, &req).unwrap_err();
+        assert!(err.to_string().contains("14.0"), "{err}");
+        assert!(request(ProtocolVersion::V14_0, &req).is_ok());
     }
 }

@@ -1083,14 +1083,15 @@ fn item_operations_fetch_mime_bodies_and_attachments() {
             let mut d = Device::connect(&lab, https, version, "iops");
             let (_, mail) = d.sync_all(INBOX, Class::Email, None);
             for multipart in [false, true] {
-                let (r, body) =
+                let (r, body, was_multipart) =
                     client::fetch_body(&mut d.session, INBOX, &plain, BodyType::Mime, multipart);
+                assert_eq!(was_multipart, multipart);
                 assert_eq!(r.status, itemops::Status::Success, "{r:?}");
                 let text = String::from_utf8_lossy(&body);
                 assert!(text.contains("Subject: Plain one"), "{text:.300}");
                 assert!(text.contains("just text"), "{text:.300}");
 
-                let (r, body) = client::fetch_body(
+                let (r, body, _) = client::fetch_body(
                     &mut d.session,
                     INBOX,
                     &with_attachment,
@@ -1105,7 +1106,7 @@ fn item_operations_fetch_mime_bodies_and_attachments() {
 
             // The MIME a Sync streams is the message ItemOperations returns; MIMETruncation
             // 1 (4096 characters) cuts it and says so.
-            let (_, full) = client::fetch_body(
+            let (_, full, _) = client::fetch_body(
                 &mut d.session,
                 INBOX,
                 &with_attachment,
@@ -2544,5 +2545,88 @@ fn user_created_folders_of_each_class_sync_their_items() {
             assert_eq!(seen.added.len(), 1);
             assert_eq!(Collected::text_of(&seen.added[0], page, field), Some(value));
         }
+    }
+}
+
+/// The base64-encoded query form (MS-ASHTTP 2.2.1.1.1.1) end to end: provisioning, folder
+/// and item sync, push, a saved SendMail (the SaveInSent option bit) and a multipart fetch
+/// (the AcceptMultiPart option bit) all go through the same lab.
+#[test]
+fn the_base64_query_form_carries_a_whole_conversation() {
+    let lab = Lab::start(config());
+    for version in [ProtocolVersion::V14_1, ProtocolVersion::V16_1] {
+        let account = lab.account(true, "b64");
+        let mut session = account.session_with(Some(version), |c| {
+            c.query_form = transport::QueryForm::Base64;
+        });
+        let mut prov = TestProvisioner::default();
+        let hierarchy = client::folder_sync(&mut session, &mut prov, "0");
+        assert_eq!(prov.rounds, 1);
+        let key = session.state().policy_key.expect("a key").to_string();
+        assert_eq!(lab.device(&account.device_id)["policy_key"], key.as_str());
+        assert!(client::folders(&hierarchy).len() >= 10);
+
+        let (_, mail) = client::sync_collection(
+            &mut session,
+            &mut prov,
+            INBOX,
+            Class::Email,
+            Some(mime_options()),
+        );
+        assert_eq!(mail.added.len() as u64, lab.folder_items(INBOX));
+
+        let folders = [PingFolder {
+            id: INBOX.into(),
+            class: Class::Email,
+        }];
+        let ping = session
+            .execute(
+                |s| ping::request(s.version, 1, &folders),
+                ping::read_response,
+                &mut prov,
+                client::TIMEOUT,
+            )
+            .unwrap();
+        assert_eq!(ping.status, ping::Status::Expired, "{ping:?}");
+
+        let subject = format!("base64 {}", client::device_id("s"));
+        let mime = message(
+            "lab@example.com",
+            "friend@example.org",
+            &subject,
+            "via base64",
+        );
+        let sent_before = lab.folder_items(SENT);
+        let message = Compose {
+            kind: Kind::SendMail,
+            client_id: client::device_id("c"),
+            account_id: None,
+            save_in_sent_items: true,
+            replace_mime: false,
+            mime_len: mime.len() as u64,
+        };
+        let request = compose::request(version, &message).unwrap();
+        let response = session
+            .send(&request, Some(&mut mime.as_bytes()), client::TIMEOUT)
+            .unwrap();
+        let result = compose::read_response(&mut response.parser(version), &message.kind).unwrap();
+        assert!(result.sent(), "{result:?}");
+        assert_eq!(lab.folder_items(SENT), sent_before + 1);
+        assert!(lab_item_by_subject(&lab, SENT, &subject).is_some());
+
+        let first = &mail.added[0];
+        let mut fetch = Fetch::new(FetchTarget::Item {
+            collection_id: INBOX.into(),
+            server_id: first.server_id.clone(),
+        });
+        fetch.body_preferences = vec![BodyPreference::new(BodyType::Mime)];
+        fetch.mime_support = Some(2);
+        let (response, body) = client::item_operations_fetch(&mut session, fetch, true);
+        assert_eq!(response.status, itemops::Status::Success, "{response:?}");
+        assert_eq!(
+            Some(&body),
+            mail.bodies.get(&first.server_id),
+            "the fetched MIME equals the synced MIME"
+        );
     }
 }

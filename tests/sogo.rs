@@ -276,7 +276,7 @@ fn itemoperations_fetches_a_mail_body_as_mime() {
     let item = mail.added.first().expect("a seeded mail");
     let subject = Collected::text_of(item, cp::EMAIL, "Subject").expect("a subject");
     for multipart in [false, true] {
-        let (response, body) = client::fetch_body(
+        let (response, body, was_multipart) = client::fetch_body(
             &mut session,
             &inbox.server_id,
             &item.server_id,
@@ -288,10 +288,33 @@ fn itemoperations_fetches_a_mail_body_as_mime() {
             easync::eas::itemops::Status::Success,
             "{response:?}"
         );
+        eprintln!("multipart asked: {multipart}, answered: {was_multipart}");
         let text = String::from_utf8_lossy(&body);
         assert!(
             text.contains(&format!("Subject: {subject}")),
             "multipart={multipart}: {text:.300}"
         );
     }
+}
+
+#[test]
+fn the_base64_query_form_works_against_sogo() {
+    let Some(account) = account(false, "b64") else {
+        return;
+    };
+    let mut session = account.session_with(None, |c| {
+        c.query_form = easync::transport::QueryForm::Base64;
+    });
+    let mut prov = TestProvisioner::default();
+    let folders = client::folders(&client::folder_sync(&mut session, &mut prov, "0"));
+    assert_eq!(prov.last, Some(Provisioned::NoPolicy));
+    let inbox = client::folder_of_type(&folders, FolderType::Inbox);
+    let (_, mail) = client::sync_collection(
+        &mut session,
+        &mut prov,
+        &inbox.server_id,
+        Class::Email,
+        None,
+    );
+    assert!(mail.added.len() >= 3, "{} mails", mail.added.len());
 }

@@ -410,7 +410,8 @@ struct Query {
 fn parse_request_query(req: &Request) -> Result<Query, Response> {
     let raw = req.query.as_deref().unwrap_or("");
     let bad = |m: &str| Response::text(400, m.to_string());
-    if raw.contains('=') || raw.is_empty() {
+    // The plain form has `name=value` pairs; base64 has `=` only as trailing padding.
+    if raw.trim_end_matches('=').contains('=') || raw.is_empty() {
         let pairs =
             http::parse_query(raw).ok_or_else(|| bad("the query has an invalid %-escape"))?;
         let get = |n: &str| {
@@ -438,8 +439,10 @@ fn parse_request_query(req: &Request) -> Result<Query, Response> {
             params: pairs,
         })
     } else {
-        let text =
-            http::percent_decode(raw).ok_or_else(|| bad("the query has an invalid %-escape"))?;
+        // Clients send the base64 value raw or percent-encoded; a raw `+` is base64, not a
+        // space.
+        let text = http::percent_decode(&raw.replace('+', "%2B"))
+            .ok_or_else(|| bad("the query has an invalid %-escape"))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map_err(|_| bad("the base64-encoded query is not valid base64"))?;

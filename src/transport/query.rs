@@ -192,13 +192,11 @@ fn push_short(name: &str, value: &[u8], out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// The base64 query value (standard alphabet with padding, as in RFC 2045), URL-safe to put
-/// after `?` once `+`, `/` and `=` are percent-encoded.
+/// The base64 query value (standard alphabet with padding, as in RFC 2045), sent as it is:
+/// `+`, `/` and `=` are legal in a URI query (RFC 3986), and servers decode the value without
+/// URL-decoding it first (SOGo answers HTTP 500 to `%3D`).
 pub fn base64(fields: &QueryFields<'_>) -> Result<String> {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(base64_bytes(fields)?);
-    let mut out = String::with_capacity(encoded.len() + 8);
-    percent_encode(&encoded, &mut out);
-    Ok(out)
+    Ok(base64::engine::general_purpose::STANDARD.encode(base64_bytes(fields)?))
 }
 
 #[cfg(test)]

@@ -46,7 +46,18 @@ impl Account {
 
     /// A session at the version the server and easync have in common.
     pub fn session(&self, cap: Option<ProtocolVersion>) -> Session {
-        let client = Client::new(self.config()).expect("transport client");
+        self.session_with(cap, |_| {})
+    }
+
+    /// Like [`Account::session`], with the configuration adjusted first (query form, ...).
+    pub fn session_with(
+        &self,
+        cap: Option<ProtocolVersion>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Session {
+        let mut config = self.config();
+        adjust(&mut config);
+        let client = Client::new(config).expect("transport client");
         let mut session = Session::new(client, ProtocolVersion::V16_1);
         session
             .negotiate(cap, TIMEOUT)
@@ -353,14 +364,15 @@ pub fn sync_collection(
 }
 
 /// ItemOperations Fetch of one item's body (`body_type`), optionally asking for a multipart
-/// response; returns the response and the body bytes the sink received.
+/// response; returns the response, the body bytes the sink received and whether the server
+/// answered in the multipart form.
 pub fn fetch_body(
     session: &mut Session,
     collection_id: &str,
     server_id: &str,
     body_type: easync::eas::item::BodyType,
     multipart: bool,
-) -> (easync::eas::itemops::Response, Vec<u8>) {
+) -> (easync::eas::itemops::Response, Vec<u8>, bool) {
     use easync::eas::itemops::{self, Fetch, FetchTarget, OneSink, Operation};
     let mut fetch = Fetch::new(FetchTarget::Item {
         collection_id: collection_id.into(),
@@ -379,6 +391,7 @@ pub fn fetch_body(
         .send(&request, None, TIMEOUT)
         .expect("ItemOperations");
     let mut body = Vec::new();
+    let was_multipart = response.is_multipart();
     let result = if response.is_multipart() {
         let len = response.content_length;
         let input = easync::wbxml::FromStd(response.body());
@@ -397,7 +410,7 @@ pub fn fetch_body(
         itemops::read_response(&mut response.parser(version), &mut OneSink(&mut body))
     }
     .expect("ItemOperations response");
-    (result, body)
+    (result, body, was_multipart)
 }
 
 /// ItemOperations with one Fetch (an item, an attachment by FileReference or a search
@@ -418,6 +431,11 @@ pub fn item_operations_fetch(
         .send(&request, None, TIMEOUT)
         .expect("ItemOperations");
     let mut data = Vec::new();
+    assert_eq!(
+        response.is_multipart(),
+        multipart,
+        "the response is multipart exactly when asked"
+    );
     let result = if response.is_multipart() {
         let len = response.content_length;
         let input = easync::wbxml::FromStd(response.body());

@@ -306,8 +306,9 @@ fn the_base64_query_form_works_against_sogo() {
         c.query_form = easync::transport::QueryForm::Base64;
     });
     let mut prov = TestProvisioner::default();
-    let folders = client::folders(&client::folder_sync(&mut session, &mut prov, "0"));
+    easync::transport::Provisioner::provision(&mut prov, &mut session).unwrap();
     assert_eq!(prov.last, Some(Provisioned::NoPolicy));
+    let folders = client::folders(&client::folder_sync(&mut session, &mut prov, "0"));
     let inbox = client::folder_of_type(&folders, FolderType::Inbox);
     let (_, mail) = client::sync_collection(
         &mut session,

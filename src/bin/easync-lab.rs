@@ -32,6 +32,8 @@ serve options:
                             127.0.0.1 and localhost (default 127.0.0.1:0)
   --admin ADDR | off        the admin JSON API (default 127.0.0.1:0)
   --cert-out FILE           write the lab CA certificate (PEM) there for clients to trust
+  --capture DIR             write every ActiveSync response body into DIR (wire captures,
+                            fuzzing seeds)
   --require-client-cert     HTTPS needs a client certificate from the lab CA (see client-cert)
   --seed N                  seed of the generated mailbox, keys and ids (default 1)
   --items N                 N mails, N/2 contacts, N/4 events, tasks and notes (default 20)
@@ -160,6 +162,7 @@ fn serve(args: Vec<String>) -> Result<(), Failure> {
             Long("https") => config.https = address(&value(&mut p)?)?,
             Long("admin") => config.admin = address(&value(&mut p)?)?,
             Long("cert-out") => config.cert_out = Some(PathBuf::from(value(&mut p)?)),
+            Long("capture") => config.capture_dir = Some(PathBuf::from(value(&mut p)?)),
             Long("require-client-cert") => config.require_client_cert = true,
             Long("seed") => config.seed = number(&mut p, "--seed")?,
             Long("items") => config.items = number(&mut p, "--items")?,

@@ -182,6 +182,10 @@ pub struct Config {
     pub alias_path: String,
     /// The HTTP status for a request without DeviceId.
     pub missing_device_id_status: u16,
+    /// Write every ActiveSync response body (before any injected fault) to this folder as
+    /// `NNNNNN-Command-Version.wbxml` (or `.multipart`): wire captures for debugging and
+    /// seed corpora for the fuzzers.
+    pub capture_dir: Option<PathBuf>,
 }
 
 /// The path of the ActiveSync endpoint.
@@ -243,6 +247,7 @@ impl Default for Config {
             max_body: 32 * 1024 * 1024,
             alias_path: "/lab-alias/Microsoft-Server-ActiveSync".into(),
             missing_device_id_status: 400,
+            capture_dir: None,
         }
     }
 }

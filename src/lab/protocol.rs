@@ -274,6 +274,9 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
         Reply::Empty => Response::new(200),
         Reply::Http(r) => r,
     };
+    if let Some(dir) = &lab.config.capture_dir {
+        capture(dir, command, version, &resp);
+    }
     let mut framing = Framing::Full;
     if let Some(f) = fault {
         match f.kind {
@@ -290,6 +293,29 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
         }
     }
     (resp, framing)
+}
+
+/// Writes one response body into the capture folder; a failure is logged, never fatal.
+fn capture(dir: &std::path::Path, command: Command, version: ProtocolVersion, resp: &Response) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if resp.status != 200 || resp.body.is_empty() {
+        return;
+    }
+    let multipart = resp
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("Content-Type") && v.contains("multipart"));
+    let name = format!(
+        "{:06}-{}-{}.{}",
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        command.name(),
+        version.as_str(),
+        if multipart { "multipart" } else { "wbxml" }
+    );
+    if let Err(e) = std::fs::write(dir.join(&name), &resp.body) {
+        log::warn!("capture {name} into {}: {e}", dir.display());
+    }
 }
 
 fn dispatch(ctx: &Ctx) -> Reply {

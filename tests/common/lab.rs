@@ -22,6 +22,10 @@ impl Lab {
         config.http = loopback;
         config.https = loopback;
         config.admin = loopback;
+        // EASYNC_LAB_CAPTURE=DIR keeps every response body (seeds for `fuzz/`).
+        if let Some(dir) = std::env::var_os("EASYNC_LAB_CAPTURE") {
+            config.capture_dir = Some(dir.into());
+        }
         let handle = lab::Server::start(config).expect("the lab starts");
         let ca_file = std::env::temp_dir().join(format!("{}.pem", client::device_id("labca")));
         std::fs::write(&ca_file, handle.ca_pem()).expect("CA file written");

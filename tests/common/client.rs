@@ -373,7 +373,7 @@ pub fn fetch_body(
     body_type: easync::eas::item::BodyType,
     multipart: bool,
 ) -> (easync::eas::itemops::Response, Vec<u8>, bool) {
-    use easync::eas::itemops::{self, Fetch, FetchTarget, OneSink, Operation};
+    use easync::eas::itemops::{Fetch, FetchTarget};
     let mut fetch = Fetch::new(FetchTarget::Item {
         collection_id: collection_id.into(),
         server_id: server_id.into(),
@@ -382,45 +382,31 @@ pub fn fetch_body(
     if body_type == easync::eas::item::BodyType::Mime {
         fetch.mime_support = Some(2);
     }
-    let version = session.state().version;
-    let mut request = itemops::request(version, &[Operation::Fetch(fetch)]).unwrap();
-    if multipart {
-        request.params.push(("AcceptMultiPart", "T".into()));
-    }
-    let mut response = session
-        .send(&request, None, TIMEOUT)
-        .expect("ItemOperations");
-    let mut body = Vec::new();
-    let was_multipart = response.is_multipart();
-    let result = if response.is_multipart() {
-        let len = response.content_length;
-        let input = easync::wbxml::FromStd(response.body());
-        let mut parts = easync::eas::multipart::MultipartReader::new(
-            input,
-            easync::eas::multipart::DEFAULT_MAX_PARTS,
-            len,
-        )
-        .expect("multipart table");
-        itemops::read_multipart_response(
-            &mut parts,
-            eas::Limits::default(),
-            &mut OneSink(&mut body),
-        )
-    } else {
-        itemops::read_response(&mut response.parser(version), &mut OneSink(&mut body))
-    }
-    .expect("ItemOperations response");
-    (result, body, was_multipart)
+    send_fetch(session, fetch, multipart)
 }
 
 /// ItemOperations with one Fetch (an item, an attachment by FileReference or a search
-/// result), optionally asking for a multipart response; returns the response and the bytes
-/// the sink received (the body or the attachment content).
+/// result), asking for a multipart response or not, which the lab must honour; returns the
+/// response and the bytes the sink received (the body or the attachment content).
 pub fn item_operations_fetch(
     session: &mut Session,
     fetch: easync::eas::itemops::Fetch,
     multipart: bool,
 ) -> (easync::eas::itemops::Response, Vec<u8>) {
+    let (response, data, was_multipart) = send_fetch(session, fetch, multipart);
+    assert_eq!(
+        was_multipart, multipart,
+        "the response is multipart exactly when asked"
+    );
+    (response, data)
+}
+
+/// Sends one Fetch and reads the answer in whichever form the server chose.
+fn send_fetch(
+    session: &mut Session,
+    fetch: easync::eas::itemops::Fetch,
+    multipart: bool,
+) -> (easync::eas::itemops::Response, Vec<u8>, bool) {
     use easync::eas::itemops::{self, OneSink, Operation};
     let version = session.state().version;
     let mut request = itemops::request(version, &[Operation::Fetch(fetch)]).unwrap();
@@ -431,12 +417,8 @@ pub fn item_operations_fetch(
         .send(&request, None, TIMEOUT)
         .expect("ItemOperations");
     let mut data = Vec::new();
-    assert_eq!(
-        response.is_multipart(),
-        multipart,
-        "the response is multipart exactly when asked"
-    );
-    let result = if response.is_multipart() {
+    let was_multipart = response.is_multipart();
+    let result = if was_multipart {
         let len = response.content_length;
         let input = easync::wbxml::FromStd(response.body());
         let mut parts = easync::eas::multipart::MultipartReader::new(
@@ -454,5 +436,5 @@ pub fn item_operations_fetch(
         itemops::read_response(&mut response.parser(version), &mut OneSink(&mut data))
     }
     .expect("ItemOperations response");
-    (result, data)
+    (result, data, was_multipart)
 }

@@ -31,5 +31,6 @@ pub use error::{Error, Result};
 pub use query::QueryForm;
 pub use retry::{Backoff, RetryAfter, parse_retry_after};
 pub use session::{
-    PING_MARGIN, Provisioner, ResponseParser, RetryPolicy, Session, SessionState, ping_timeout,
+    PING_MARGIN, Provisioner, ResponseParser, RetryPolicy, Session, SessionState, command_timeout,
+    ping_timeout,
 };

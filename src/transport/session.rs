@@ -65,6 +65,25 @@ pub fn ping_timeout(heartbeat: Duration) -> Duration {
     heartbeat.saturating_add(PING_MARGIN)
 }
 
+/// The timeout to pass for `command`: how long the server may stay silent before easync
+/// gives up on the request. `hold` is how long the request itself asks the server to wait
+/// for changes (Ping's HeartbeatInterval, Sync's Wait or HeartbeatInterval); such requests
+/// get that plus [`PING_MARGIN`]. Others get room for the server's own work: searches and
+/// directory look-ups, message submission and large fetches take longer than the rest.
+pub fn command_timeout(command: eas::Command, hold: Option<Duration>) -> Duration {
+    use eas::Command as C;
+    if let Some(hold) = hold {
+        return ping_timeout(hold);
+    }
+    Duration::from_secs(match command {
+        // An empty Ping repeats the previous heartbeat, which may be the longest EAS allows.
+        C::Ping => 3540 + PING_MARGIN.as_secs(),
+        C::Sync | C::ItemOperations | C::SendMail | C::SmartReply | C::SmartForward => 120,
+        C::Search | C::Find | C::ResolveRecipients => 90,
+        _ => 60,
+    })
+}
+
 /// The parser handed to response readers.
 pub type ResponseParser = Parser<FromStd<ResponseBody>>;
 
@@ -314,5 +333,39 @@ impl Session {
                 provisioner.provision(self)?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eas::Command;
+
+    #[test]
+    fn command_timeouts_cover_the_hold_and_the_server_work() {
+        assert_eq!(
+            command_timeout(Command::Ping, Some(Duration::from_secs(480))),
+            Duration::from_secs(510)
+        );
+        assert_eq!(
+            command_timeout(Command::Sync, Some(Duration::from_secs(60))),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            command_timeout(Command::Ping, None),
+            Duration::from_secs(3570)
+        );
+        assert_eq!(
+            command_timeout(Command::Sync, None),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            command_timeout(Command::Search, None),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            command_timeout(Command::FolderSync, None),
+            Duration::from_secs(60)
+        );
     }
 }

@@ -39,3 +39,58 @@ pub(crate) fn read_status_and_entries<R: Read, S, T>(
     p.finish()?;
     Ok((top_status, entries))
 }
+
+/// The tags of a page of search results, which Search (`Store`) and Find (`Response`) shape
+/// alike on their own code pages.
+pub(crate) struct ResultPageTags {
+    pub status: Tag,
+    pub result: Tag,
+    pub range: Tag,
+    pub total: Tag,
+}
+
+/// A page of search results: its Status (if sent), the results, the Range returned ("0-9")
+/// and how many results there are in all.
+pub(crate) struct ResultPage<S, T> {
+    pub status: Option<S>,
+    pub results: Vec<T>,
+    pub range: Option<String>,
+    pub total: Option<u64>,
+}
+
+/// Reads the children of a page of search results once its element has started. The results
+/// are bounded by [`Limits::max_entries`](super::Limits), `what` naming them in the error;
+/// `read_result` reads a Result (`None`: an empty one, not listed), `read_other` gets every
+/// other child (to read or skip).
+pub(crate) fn read_result_page<R: Read, S, T>(
+    p: &mut Parser<R>,
+    tags: &ResultPageTags,
+    read_status: fn(&mut Parser<R>, Child) -> Result<S>,
+    what: &'static str,
+    mut read_result: impl FnMut(&mut Parser<R>, Child) -> Result<Option<T>>,
+    mut read_other: impl FnMut(&mut Parser<R>, Child) -> Result<()>,
+) -> Result<ResultPage<S, T>> {
+    let mut page = ResultPage {
+        status: None,
+        results: Vec::new(),
+        range: None,
+        total: None,
+    };
+    while let Some(child) = p.next_child()? {
+        if child.tag == tags.status {
+            page.status = Some(read_status(p, child)?);
+        } else if child.tag == tags.result {
+            p.check_entries(page.results.len(), what, child.offset)?;
+            if let Some(result) = read_result(p, child)? {
+                page.results.push(result);
+            }
+        } else if child.tag == tags.range {
+            page.range = Some(p.text(child)?);
+        } else if child.tag == tags.total {
+            page.total = Some(p.number(child)?);
+        } else {
+            read_other(p, child)?;
+        }
+    }
+    Ok(page)
+}

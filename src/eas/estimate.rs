@@ -16,18 +16,18 @@ use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
-const GET_ITEM_ESTIMATE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "GetItemEstimate");
-const COLLECTIONS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Collections");
-const COLLECTION: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Collection");
-const CLASS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Class");
-const COLLECTION_ID: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "CollectionId");
-const ESTIMATE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Estimate");
-const RESPONSE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Response");
-const STATUS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Status");
-const SYNC_KEY: Tag = Tag::named(cp::AIRSYNC, "SyncKey");
-const FILTER_TYPE: Tag = Tag::named(cp::AIRSYNC, "FilterType");
-const OPTIONS: Tag = Tag::named(cp::AIRSYNC, "Options");
-const CONVERSATION_MODE: Tag = Tag::named(cp::AIRSYNC, "ConversationMode");
+pub(crate) const GET_ITEM_ESTIMATE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "GetItemEstimate");
+pub(crate) const COLLECTIONS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Collections");
+pub(crate) const COLLECTION: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Collection");
+pub(crate) const CLASS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Class");
+pub(crate) const COLLECTION_ID: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "CollectionId");
+pub(crate) const ESTIMATE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Estimate");
+pub(crate) const RESPONSE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Response");
+pub(crate) const STATUS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Status");
+pub(crate) const SYNC_KEY: Tag = Tag::named(cp::AIRSYNC, "SyncKey");
+pub(crate) const FILTER_TYPE: Tag = Tag::named(cp::AIRSYNC, "FilterType");
+pub(crate) const OPTIONS: Tag = Tag::named(cp::AIRSYNC, "Options");
+pub(crate) const CONVERSATION_MODE: Tag = Tag::named(cp::AIRSYNC, "ConversationMode");
 
 /// The most collections one request may name (MS-ASCMD 2.2.3.29.1).
 pub const MAX_COLLECTIONS: usize = 300;

@@ -7,6 +7,7 @@
 use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
+use super::common::{ResultPageTags, read_result_page};
 use super::error::{Error, Result};
 use super::parse::{Node, Parser};
 use super::search::PictureOptions;
@@ -195,49 +196,58 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<Response> {
     Ok(Response { status, response })
 }
 
+const PAGE_TAGS: ResultPageTags = ResultPageTags {
+    status: STATUS,
+    result: RESULT,
+    range: RANGE,
+    total: TOTAL,
+};
+
 fn read_find_response<R: Read>(p: &mut Parser<R>) -> Result<FindResponse> {
-    let mut status = None;
-    let mut response = FindResponse {
-        store: None,
-        status: Status::Success,
-        results: Vec::new(),
-        range: None,
-        total: None,
-    };
-    while let Some(child) = p.next_child()? {
-        match child.tag {
-            STORE => response.store = Some(p.text(child)?),
-            STATUS => status = Some(Status::read(p, child)?),
-            RESULT => {
-                p.check_entries(
-                    response.results.len(),
-                    "the number of Find results",
-                    child.offset,
-                )?;
-                let mut result = FindResult {
-                    class: None,
-                    server_id: None,
-                    collection_id: None,
-                    properties: None,
-                };
-                while let Some(field) = p.next_child()? {
-                    match field.tag {
-                        CLASS => result.class = Some(p.text(field)?),
-                        SERVER_ID => result.server_id = Some(p.text(field)?),
-                        COLLECTION_ID => result.collection_id = Some(p.text(field)?),
-                        PROPERTIES => result.properties = Some(p.tree(field)?),
-                        _ => p.skip(field)?,
-                    }
-                }
-                response.results.push(result);
+    let mut store = None;
+    let page = read_result_page(
+        p,
+        &PAGE_TAGS,
+        Status::read,
+        "the number of Find results",
+        |p, _| read_find_result(p).map(Some),
+        |p, child| match child.tag {
+            STORE => {
+                store = Some(p.text(child)?);
+                Ok(())
             }
-            RANGE => response.range = Some(p.text(child)?),
-            TOTAL => response.total = Some(p.number(child)?),
-            _ => p.skip(child)?,
+            _ => p.skip(child),
+        },
+    )?;
+    let status = page
+        .status
+        .ok_or_else(|| p.error("the Find Response has no Status"))?;
+    Ok(FindResponse {
+        store,
+        status,
+        results: page.results,
+        range: page.range,
+        total: page.total,
+    })
+}
+
+fn read_find_result<R: Read>(p: &mut Parser<R>) -> Result<FindResult> {
+    let mut result = FindResult {
+        class: None,
+        server_id: None,
+        collection_id: None,
+        properties: None,
+    };
+    while let Some(field) = p.next_child()? {
+        match field.tag {
+            CLASS => result.class = Some(p.text(field)?),
+            SERVER_ID => result.server_id = Some(p.text(field)?),
+            COLLECTION_ID => result.collection_id = Some(p.text(field)?),
+            PROPERTIES => result.properties = Some(p.tree(field)?),
+            _ => p.skip(field)?,
         }
     }
-    response.status = status.ok_or_else(|| p.error("the Find Response has no Status"))?;
-    Ok(response)
+    Ok(result)
 }
 
 #[cfg(all(test, feature = "xml"))]

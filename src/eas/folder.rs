@@ -12,21 +12,21 @@ use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
-const FOLDER_SYNC: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderSync");
-const FOLDER_CREATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderCreate");
-const FOLDER_UPDATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderUpdate");
-const FOLDER_DELETE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderDelete");
-const SYNC_KEY: Tag = Tag::named(cp::FOLDER_HIERARCHY, "SyncKey");
-const STATUS: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Status");
-const CHANGES: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Changes");
-const COUNT: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Count");
-const ADD: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Add");
-const UPDATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Update");
-const DELETE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Delete");
-const SERVER_ID: Tag = Tag::named(cp::FOLDER_HIERARCHY, "ServerId");
-const PARENT_ID: Tag = Tag::named(cp::FOLDER_HIERARCHY, "ParentId");
-const DISPLAY_NAME: Tag = Tag::named(cp::FOLDER_HIERARCHY, "DisplayName");
-const TYPE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Type");
+pub(crate) const FOLDER_SYNC: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderSync");
+pub(crate) const FOLDER_CREATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderCreate");
+pub(crate) const FOLDER_UPDATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderUpdate");
+pub(crate) const FOLDER_DELETE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderDelete");
+pub(crate) const SYNC_KEY: Tag = Tag::named(cp::FOLDER_HIERARCHY, "SyncKey");
+pub(crate) const STATUS: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Status");
+pub(crate) const CHANGES: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Changes");
+pub(crate) const COUNT: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Count");
+pub(crate) const ADD: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Add");
+pub(crate) const UPDATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Update");
+pub(crate) const DELETE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Delete");
+pub(crate) const SERVER_ID: Tag = Tag::named(cp::FOLDER_HIERARCHY, "ServerId");
+pub(crate) const PARENT_ID: Tag = Tag::named(cp::FOLDER_HIERARCHY, "ParentId");
+pub(crate) const DISPLAY_NAME: Tag = Tag::named(cp::FOLDER_HIERARCHY, "DisplayName");
+pub(crate) const TYPE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Type");
 
 /// The SyncKey of a first FolderSync (and of a full resync after status 9).
 pub const INITIAL_SYNC_KEY: &str = "0";

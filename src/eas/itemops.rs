@@ -560,16 +560,12 @@ fn read_fetch<R: Read>(p: &mut Parser<R>, sinks: &mut dyn SinkChooser) -> Result
 }
 
 fn read_empty_folder<R: Read>(p: &mut Parser<R>) -> Result<OperationResult> {
-    let mut status = None;
-    let mut collection_id = None;
-    while let Some(child) = p.next_child()? {
-        match child.tag {
-            STATUS => status = Some(Status::read(p, child)?),
-            COLLECTION_ID => collection_id = Some(p.text(child)?),
-            _ => p.skip(child)?,
-        }
-    }
-    let status = status.ok_or_else(|| p.error("an EmptyFolderContents result has no Status"))?;
+    let (status, collection_id) = read_status_and_field(
+        p,
+        COLLECTION_ID,
+        Parser::text,
+        "an EmptyFolderContents result",
+    )?;
     Ok(OperationResult::EmptyFolderContents {
         status,
         collection_id,
@@ -577,20 +573,35 @@ fn read_empty_folder<R: Read>(p: &mut Parser<R>) -> Result<OperationResult> {
 }
 
 fn read_move<R: Read>(p: &mut Parser<R>) -> Result<OperationResult> {
-    let mut status = None;
-    let mut conversation_id = None;
-    while let Some(child) = p.next_child()? {
-        match child.tag {
-            STATUS => status = Some(Status::read(p, child)?),
-            CONVERSATION_ID => conversation_id = Some(p.bytes(child)?),
-            _ => p.skip(child)?,
-        }
-    }
-    let status = status.ok_or_else(|| p.error("a Move result has no Status"))?;
+    let (status, conversation_id) =
+        read_status_and_field(p, CONVERSATION_ID, Parser::bytes, "a Move result")?;
     Ok(OperationResult::Move {
         status,
         conversation_id,
     })
+}
+
+/// Reads a result made of a Status and at most one `field` (read by `read_field`); `what`
+/// names the result in the error when the Status is missing.
+fn read_status_and_field<R: Read, T>(
+    p: &mut Parser<R>,
+    field: Tag,
+    read_field: fn(&mut Parser<R>, Child) -> Result<T>,
+    what: &str,
+) -> Result<(Status, Option<T>)> {
+    let mut status = None;
+    let mut value = None;
+    while let Some(child) = p.next_child()? {
+        if child.tag == STATUS {
+            status = Some(Status::read(p, child)?);
+        } else if child.tag == field {
+            value = Some(read_field(p, child)?);
+        } else {
+            p.skip(child)?;
+        }
+    }
+    let status = status.ok_or_else(|| p.error(format!("{what} has no Status")))?;
+    Ok((status, value))
 }
 
 /// Reads a multipart ItemOperations response: part 0 as WBXML (inline values stream as in

@@ -12,14 +12,14 @@ use super::status::{CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
-const PING: Tag = Tag::named(cp::PING, "Ping");
-const STATUS: Tag = Tag::named(cp::PING, "Status");
-const HEARTBEAT_INTERVAL: Tag = Tag::named(cp::PING, "HeartbeatInterval");
-const FOLDERS: Tag = Tag::named(cp::PING, "Folders");
-const FOLDER: Tag = Tag::named(cp::PING, "Folder");
-const ID: Tag = Tag::named(cp::PING, "Id");
-const CLASS: Tag = Tag::named(cp::PING, "Class");
-const MAX_FOLDERS: Tag = Tag::named(cp::PING, "MaxFolders");
+pub(crate) const PING: Tag = Tag::named(cp::PING, "Ping");
+pub(crate) const STATUS: Tag = Tag::named(cp::PING, "Status");
+pub(crate) const HEARTBEAT_INTERVAL: Tag = Tag::named(cp::PING, "HeartbeatInterval");
+pub(crate) const FOLDERS: Tag = Tag::named(cp::PING, "Folders");
+pub(crate) const FOLDER: Tag = Tag::named(cp::PING, "Folder");
+pub(crate) const ID: Tag = Tag::named(cp::PING, "Id");
+pub(crate) const CLASS: Tag = Tag::named(cp::PING, "Class");
+pub(crate) const MAX_FOLDERS: Tag = Tag::named(cp::PING, "MaxFolders");
 
 /// A folder to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]

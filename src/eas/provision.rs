@@ -24,16 +24,16 @@ use super::status::{Action, CommonStatus, HasStatus, command_status};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
-const PROVISION: Tag = Tag::named(cp::PROVISION, "Provision");
-const POLICIES: Tag = Tag::named(cp::PROVISION, "Policies");
-const POLICY: Tag = Tag::named(cp::PROVISION, "Policy");
-const POLICY_TYPE_TAG: Tag = Tag::named(cp::PROVISION, "PolicyType");
-const POLICY_KEY: Tag = Tag::named(cp::PROVISION, "PolicyKey");
-const DATA: Tag = Tag::named(cp::PROVISION, "Data");
-const STATUS: Tag = Tag::named(cp::PROVISION, "Status");
-const REMOTE_WIPE: Tag = Tag::named(cp::PROVISION, "RemoteWipe");
-const ACCOUNT_ONLY_REMOTE_WIPE: Tag = Tag::named(cp::PROVISION, "AccountOnlyRemoteWipe");
-const EAS_PROVISION_DOC: Tag = Tag::named(cp::PROVISION, "EASProvisionDoc");
+pub(crate) const PROVISION: Tag = Tag::named(cp::PROVISION, "Provision");
+pub(crate) const POLICIES: Tag = Tag::named(cp::PROVISION, "Policies");
+pub(crate) const POLICY: Tag = Tag::named(cp::PROVISION, "Policy");
+pub(crate) const POLICY_TYPE_TAG: Tag = Tag::named(cp::PROVISION, "PolicyType");
+pub(crate) const POLICY_KEY: Tag = Tag::named(cp::PROVISION, "PolicyKey");
+pub(crate) const DATA: Tag = Tag::named(cp::PROVISION, "Data");
+pub(crate) const STATUS: Tag = Tag::named(cp::PROVISION, "Status");
+pub(crate) const REMOTE_WIPE: Tag = Tag::named(cp::PROVISION, "RemoteWipe");
+pub(crate) const ACCOUNT_ONLY_REMOTE_WIPE: Tag = Tag::named(cp::PROVISION, "AccountOnlyRemoteWipe");
+pub(crate) const EAS_PROVISION_DOC: Tag = Tag::named(cp::PROVISION, "EASProvisionDoc");
 
 /// The policy type of the WBXML policy document (12.0 and later).
 pub const POLICY_TYPE: &str = "MS-EAS-Provisioning-WBXML";

@@ -8,6 +8,7 @@
 use embedded_io::Read;
 
 use super::command::{Command, Request, write_wbxml};
+use super::common::{ResultPageTags, read_result_page};
 use super::error::Result;
 use super::item::BodyPreference;
 use super::itemops::{ItemProperties, ItemRef, SinkChooser, read_properties};
@@ -384,38 +385,35 @@ pub fn read_response<R: Read>(
     })
 }
 
+const PAGE_TAGS: ResultPageTags = ResultPageTags {
+    status: STATUS,
+    result: RESULT,
+    range: RANGE,
+    total: TOTAL,
+};
+
 fn read_store<R: Read>(
     p: &mut Parser<R>,
     store: StoreKind,
     sinks: &mut dyn SinkChooser,
 ) -> Result<StoreResponse> {
-    let mut status = None;
-    let mut response = StoreResponse {
-        status: Status::Success,
-        results: Vec::new(),
-        range: None,
-        total: None,
-    };
-    while let Some(child) = p.next_child()? {
-        match child.tag {
-            STATUS => status = Some(Status::read(p, child)?),
-            RESULT => {
-                p.check_entries(
-                    response.results.len(),
-                    "the number of search results",
-                    child.offset,
-                )?;
-                if let Some(result) = read_result(p, child, store, sinks)? {
-                    response.results.push(result);
-                }
-            }
-            RANGE => response.range = Some(p.text(child)?),
-            TOTAL => response.total = Some(p.number(child)?),
-            _ => p.skip(child)?,
-        }
-    }
-    response.status = status.ok_or_else(|| p.error("the Search Store has no Status"))?;
-    Ok(response)
+    let page = read_result_page(
+        p,
+        &PAGE_TAGS,
+        Status::read,
+        "the number of search results",
+        |p, child| read_result(p, child, store, sinks),
+        |p, child| p.skip(child),
+    )?;
+    let status = page
+        .status
+        .ok_or_else(|| p.error("the Search Store has no Status"))?;
+    Ok(StoreResponse {
+        status,
+        results: page.results,
+        range: page.range,
+        total: page.total,
+    })
 }
 
 fn read_result<R: Read>(

@@ -21,9 +21,9 @@ use crate::wbxml::tags::cp;
 use crate::wbxml::{self, ProtocolVersion, Tag};
 
 const SETTINGS: Tag = Tag::named(cp::SETTINGS, "Settings");
-const STATUS: Tag = Tag::named(cp::SETTINGS, "Status");
+pub(crate) const STATUS: Tag = Tag::named(cp::SETTINGS, "Status");
 const GET: Tag = Tag::named(cp::SETTINGS, "Get");
-const SET: Tag = Tag::named(cp::SETTINGS, "Set");
+pub(crate) const SET: Tag = Tag::named(cp::SETTINGS, "Set");
 const OOF: Tag = Tag::named(cp::SETTINGS, "Oof");
 const OOF_STATE: Tag = Tag::named(cp::SETTINGS, "OofState");
 const START_TIME: Tag = Tag::named(cp::SETTINGS, "StartTime");
@@ -404,9 +404,11 @@ pub fn read_response<R: Read>(p: &mut Parser<R>) -> Result<SettingsResponse> {
     while let Some(child) = p.next_child()? {
         match child.tag {
             STATUS => status = Some(SettingsStatus::read(p, child)?),
-            OOF => oof = Some(read_oof(p)?),
+            OOF => oof = Some(read_part_with_get(p, read_oof_settings)?),
             DEVICE_INFORMATION => device_information = Some(read_part_status(p)?),
-            USER_INFORMATION => user_information = Some(read_user_information(p)?),
+            USER_INFORMATION => {
+                user_information = Some(read_part_with_get(p, read_user_information_get)?)
+            }
             _ => p.skip(child)?,
         }
     }
@@ -442,17 +444,22 @@ pub(crate) fn read_part_status<R: Read>(p: &mut Parser<R>) -> Result<Option<Sett
     Ok(status)
 }
 
-fn read_oof<R: Read>(p: &mut Parser<R>) -> Result<(Option<SettingsStatus>, Option<OofSettings>)> {
+/// Reads a part made of its own Status and a Get (Oof, UserInformation); `read_get` reads the
+/// Get once it has started.
+fn read_part_with_get<R: Read, T>(
+    p: &mut Parser<R>,
+    read_get: fn(&mut Parser<R>) -> Result<T>,
+) -> Result<(Option<SettingsStatus>, Option<T>)> {
     let mut status = None;
-    let mut settings = None;
+    let mut got = None;
     while let Some(child) = p.next_child()? {
         match child.tag {
             STATUS => status = Some(SettingsStatus::read(p, child)?),
-            GET => settings = Some(read_oof_settings(p)?),
+            GET => got = Some(read_get(p)?),
             _ => p.skip(child)?,
         }
     }
-    Ok((status, settings))
+    Ok((status, got))
 }
 
 fn read_oof_settings<R: Read>(p: &mut Parser<R>) -> Result<OofSettings> {
@@ -499,21 +506,6 @@ fn read_oof_message<R: Read>(p: &mut Parser<R>) -> Result<Option<OofMessage>> {
         reply_message,
         body_type,
     }))
-}
-
-type UserInformationPart = (Option<SettingsStatus>, Option<UserInformation>);
-
-fn read_user_information<R: Read>(p: &mut Parser<R>) -> Result<UserInformationPart> {
-    let mut status = None;
-    let mut info = None;
-    while let Some(child) = p.next_child()? {
-        match child.tag {
-            STATUS => status = Some(SettingsStatus::read(p, child)?),
-            GET => info = Some(read_user_information_get(p)?),
-            _ => p.skip(child)?,
-        }
-    }
-    Ok((status, info))
 }
 
 fn read_user_information_get<R: Read>(p: &mut Parser<R>) -> Result<UserInformation> {

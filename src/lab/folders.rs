@@ -6,24 +6,10 @@ use super::model::Folder;
 use super::protocol::{Ctx, Reply, bad_body};
 use super::render::{document, status_document};
 use super::state::State;
-use crate::wbxml::Tag;
-use crate::wbxml::tags::cp;
-
-const FOLDER_SYNC: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderSync");
-const FOLDER_CREATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderCreate");
-const FOLDER_UPDATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderUpdate");
-const FOLDER_DELETE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "FolderDelete");
-const STATUS: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Status");
-const SYNC_KEY: Tag = Tag::named(cp::FOLDER_HIERARCHY, "SyncKey");
-const CHANGES: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Changes");
-const COUNT: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Count");
-const ADD: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Add");
-const UPDATE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Update");
-const DELETE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Delete");
-const SERVER_ID: Tag = Tag::named(cp::FOLDER_HIERARCHY, "ServerId");
-const PARENT_ID: Tag = Tag::named(cp::FOLDER_HIERARCHY, "ParentId");
-const DISPLAY_NAME: Tag = Tag::named(cp::FOLDER_HIERARCHY, "DisplayName");
-const TYPE: Tag = Tag::named(cp::FOLDER_HIERARCHY, "Type");
+use crate::eas::folder::{
+    ADD, CHANGES, COUNT, DELETE, DISPLAY_NAME, FOLDER_CREATE, FOLDER_DELETE, FOLDER_SYNC,
+    FOLDER_UPDATE, PARENT_ID, SERVER_ID, STATUS, SYNC_KEY, TYPE, UPDATE,
+};
 
 /// FolderSync Status 9: the hierarchy sync key is not the current one.
 const INVALID_SYNC_KEY: u32 = 9;

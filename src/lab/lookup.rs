@@ -1,7 +1,7 @@
 //! Search (GAL and Mailbox), ResolveRecipients, Settings (Oof, DeviceInformation,
 //! DevicePassword, UserInformation) and Find (16.1).
 
-use super::model::{Class, Item, prop_text};
+use super::model::{Class, Item, class_from_name, prop_text};
 use super::protocol::{Ctx, Reply, bad_body};
 use super::render::{
     BodyOptions, Out, WResult, document, status_document, write_item, write_props,
@@ -154,6 +154,37 @@ fn mailbox_matches(ctx: &Ctx, class: Class, collection: Option<&str>, text: &str
     found
 }
 
+/// The page `first..=last` (a Range is inclusive) of the directory entries matching `text`,
+/// and how many match in all.
+fn gal_page(ctx: &Ctx, text: &str, first: usize, last: usize) -> (usize, Vec<Person>) {
+    let st = ctx.lab.shared.lock();
+    let (total, page) = page_of(gal_matches(&st.directory, text), first, last);
+    (total, page.into_iter().cloned().collect())
+}
+
+/// The page `first..=last` of `found`, and how many were found in all.
+fn page_of<T>(found: Vec<T>, first: usize, last: usize) -> (usize, Vec<T>) {
+    let total = found.len();
+    let page = found
+        .into_iter()
+        .skip(first)
+        .take((last - first).saturating_add(1))
+        .collect();
+    (total, page)
+}
+
+/// Writes each person as a `result` element holding its `properties`.
+fn write_gal_results(w: &mut Out, result: Tag, properties: Tag, people: &[Person]) -> WResult {
+    for p in people {
+        w.start(result)?;
+        w.start(properties)?;
+        write_gal(w, p)?;
+        w.end()?;
+        w.end()?;
+    }
+    Ok(())
+}
+
 pub fn search(ctx: &Ctx) -> Reply {
     let v = ctx.version;
     let node = match ctx.tree(SEARCH) {
@@ -176,25 +207,9 @@ pub fn search(ctx: &Ctx) -> Reply {
         let Some(text) = query.text() else {
             return store_status(v, 2);
         };
-        let st = ctx.lab.shared.lock();
-        let found = gal_matches(&st.directory, text);
-        let total = found.len();
-        let page: Vec<Person> = found
-            .into_iter()
-            .skip(first)
-            .take((last - first).saturating_add(1))
-            .cloned()
-            .collect();
-        drop(st);
+        let (total, page) = gal_page(ctx, text, first, last);
         return store_document(v, total, first, page.len(), |w| {
-            for p in &page {
-                w.start(S_RESULT)?;
-                w.start(S_PROPERTIES)?;
-                write_gal(w, p)?;
-                w.end()?;
-                w.end()?;
-            }
-            Ok(())
+            write_gal_results(w, S_RESULT, S_PROPERTIES, &page)
         });
     }
     if !name.eq_ignore_ascii_case("Mailbox") {
@@ -205,23 +220,18 @@ pub fn search(ctx: &Ctx) -> Reply {
     };
     let class = and
         .child_text(AS_CLASS)
-        .and_then(Class::from_name)
+        .and_then(class_from_name)
         .unwrap_or(Class::Email);
     let Some(text) = and.child_text(S_FREE_TEXT) else {
         return store_status(v, 2);
     };
     let body_options = BodyOptions::from_options(options).unwrap_or_default();
     let found = mailbox_matches(ctx, class, and.child_text(AS_COLLECTION_ID), text);
-    let total = found.len();
-    let page: Vec<Item> = found
-        .into_iter()
-        .skip(first)
-        .take((last - first).saturating_add(1))
-        .collect();
+    let (total, page) = page_of(found, first, last);
     store_document(v, total, first, page.len(), |w| {
         for item in &page {
             w.start(S_RESULT)?;
-            w.text_element(AS_CLASS, item.class.name())?;
+            w.text_element(AS_CLASS, item.class.as_str())?;
             w.text_element(S_LONG_ID, &item.server_id)?;
             w.text_element(AS_COLLECTION_ID, &item.folder_id)?;
             w.start(S_PROPERTIES)?;
@@ -550,42 +560,21 @@ pub fn find(ctx: &Ctx) -> Reply {
             .into()
         };
     if gal {
-        let st = ctx.lab.shared.lock();
-        let found = gal_matches(&st.directory, &text);
-        let total = found.len();
-        let page: Vec<Person> = found
-            .into_iter()
-            .skip(first)
-            .take((last - first).saturating_add(1))
-            .cloned()
-            .collect();
-        drop(st);
+        let (total, page) = gal_page(ctx, &text, first, last);
         return respond("GAL", total, page.len(), &|w| {
-            for p in &page {
-                w.start(F_RESULT)?;
-                w.start(F_PROPERTIES)?;
-                write_gal(w, p)?;
-                w.end()?;
-                w.end()?;
-            }
-            Ok(())
+            write_gal_results(w, F_RESULT, F_PROPERTIES, &page)
         });
     }
     let class = query
         .child_text(AS_CLASS)
-        .and_then(Class::from_name)
+        .and_then(class_from_name)
         .unwrap_or(Class::Email);
     let found = mailbox_matches(ctx, class, query.child_text(AS_COLLECTION_ID), &text);
-    let total = found.len();
-    let page: Vec<Item> = found
-        .into_iter()
-        .skip(first)
-        .take((last - first).saturating_add(1))
-        .collect();
+    let (total, page) = page_of(found, first, last);
     respond("Mailbox", total, page.len(), &|w| {
         for item in &page {
             w.start(F_RESULT)?;
-            w.text_element(AS_CLASS, item.class.name())?;
+            w.text_element(AS_CLASS, item.class.as_str())?;
             w.text_element(AS_SERVER_ID, &item.server_id)?;
             w.text_element(AS_COLLECTION_ID, &item.folder_id)?;
             w.start(F_PROPERTIES)?;
@@ -598,7 +587,7 @@ pub fn find(ctx: &Ctx) -> Reply {
                 w.text_element(EMAIL_READ, &p("Read"))?;
                 w.text_element(EMAIL_FROM, &p("From"))?;
             } else {
-                write_props(w, v, item.class.namespace(), &item.props)?;
+                write_props(w, v, item.class.as_str(), &item.props)?;
             }
             w.text_element(
                 F_HAS_ATTACHMENTS,

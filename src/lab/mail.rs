@@ -238,7 +238,7 @@ pub fn item_operations(ctx: &Ctx) -> Reply {
                             w.text_element(AS_SERVER_ID, &item.server_id)?;
                         }
                     }
-                    w.text_element(AS_CLASS, item.class.name())?;
+                    w.text_element(AS_CLASS, item.class.as_str())?;
                     w.start(IO_PROPERTIES)?;
                     write_item(
                         w,

@@ -2,10 +2,10 @@
 //!
 //! It speaks EAS 12.1, 14.0, 14.1, 16.0 and 16.1 (MS-ASHTTP, MS-ASCMD, MS-ASPROV, MS-ASAIRS)
 //! over HTTP and HTTPS, keeps everything in memory, and is deterministic for a given seed. It
-//! shares `wbxml` and `eas` (command names, the request parser) with the client and nothing
-//! of the client side. Threads, not async: an accept loop per listener and a thread per
-//! connection; Ping and waiting Syncs sleep on one condition variable that every change
-//! signals.
+//! shares `wbxml` and `eas` (command names, tags, item classes, status codes, the request
+//! parser) with the client and nothing of the client side. Threads, not async: an accept
+//! loop per listener and a thread per connection; Ping and waiting Syncs sleep on one
+//! condition variable that every change signals.
 //!
 //! # Use
 //!

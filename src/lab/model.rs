@@ -8,75 +8,27 @@
 
 use serde_json::{Map, Value as Json};
 
+use crate::eas::folder::FolderType;
 use crate::eas::{Node, Value};
 use crate::wbxml::Tag;
 
-/// The item classes of MS-ASCMD (the `Class` element's values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
-    Email,
-    Contacts,
-    Calendar,
-    Tasks,
-    Notes,
+pub use crate::eas::item::Class;
+
+/// The class named `name`, in any letter case (the lab is lenient with clients).
+pub fn class_from_name(name: &str) -> Option<Class> {
+    Class::ALL
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(name))
 }
 
-impl Class {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Class::Email => "Email",
-            Class::Contacts => "Contacts",
-            Class::Calendar => "Calendar",
-            Class::Tasks => "Tasks",
-            Class::Notes => "Notes",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Class> {
-        [
-            Class::Email,
-            Class::Contacts,
-            Class::Calendar,
-            Class::Tasks,
-            Class::Notes,
-        ]
-        .into_iter()
-        .find(|c| c.name().eq_ignore_ascii_case(name))
-    }
-
-    /// The class of the items in a folder of this FolderHierarchy `Type`
-    /// (MS-ASCMD 2.2.3.186.3); `None` for types that hold no syncable items.
-    pub fn of_folder_type(folder_type: u8) -> Option<Class> {
-        match folder_type {
-            1..=6 | 12 => Some(Class::Email),
-            7 | 15 => Some(Class::Tasks),
-            8 | 13 => Some(Class::Calendar),
-            9 | 14 => Some(Class::Contacts),
-            10 | 17 => Some(Class::Notes),
-            _ => None,
-        }
-    }
-
-    /// The code page the class's own properties live on.
-    pub const fn namespace(self) -> &'static str {
-        match self {
-            Class::Email => "Email",
-            Class::Contacts => "Contacts",
-            Class::Calendar => "Calendar",
-            Class::Tasks => "Tasks",
-            Class::Notes => "Notes",
-        }
-    }
-
-    /// The folder type an admin-created folder of this class gets (user-created types).
-    pub const fn user_folder_type(self) -> u8 {
-        match self {
-            Class::Email => 12,
-            Class::Tasks => 15,
-            Class::Calendar => 13,
-            Class::Contacts => 14,
-            Class::Notes => 17,
-        }
+/// The class of the items the lab keeps in a folder of this FolderHierarchy `Type`; `None`
+/// for types that hold no syncable items. Unlike the client's [`FolderType::class`], the lab
+/// files generic user folders (1) as mail and keeps no recipient information cache (19).
+pub fn class_of_folder_type(folder_type: u8) -> Option<Class> {
+    match FolderType::from_code(folder_type.into()) {
+        FolderType::UserGeneric => Some(Class::Email),
+        FolderType::RecipientInfoCache => None,
+        other => other.class(),
     }
 }
 
@@ -93,12 +45,12 @@ pub struct Folder {
 
 impl Folder {
     pub fn class(&self) -> Option<Class> {
-        Class::of_folder_type(self.folder_type)
+        class_of_folder_type(self.folder_type)
     }
 
     /// Default folders (types 2 to 11, 19) cannot be renamed, moved or deleted.
     pub fn is_special(&self) -> bool {
-        !matches!(self.folder_type, 1 | 12..=17)
+        !FolderType::from_code(self.folder_type.into()).is_user_created()
     }
 }
 
@@ -282,7 +234,7 @@ impl Item {
         let mut o = Map::new();
         o.insert("server_id".into(), self.server_id.clone().into());
         o.insert("folder".into(), self.folder_id.clone().into());
-        o.insert("class".into(), self.class.name().into());
+        o.insert("class".into(), self.class.as_str().into());
         o.insert("props".into(), props_to_json(&self.props));
         o.insert("body".into(), self.body_text.clone().into());
         if let Some(h) = &self.body_html {
@@ -470,6 +422,37 @@ pub fn parse_iso(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folder_types_map_to_the_lab_classes() {
+        let expected = |t: u8| match t {
+            1..=6 | 12 => Some(Class::Email),
+            7 | 15 => Some(Class::Tasks),
+            8 | 13 => Some(Class::Calendar),
+            9 | 14 => Some(Class::Contacts),
+            10 | 17 => Some(Class::Notes),
+            _ => None,
+        };
+        for t in 0..=u8::MAX {
+            assert_eq!(class_of_folder_type(t), expected(t), "folder type {t}");
+            let folder = Folder {
+                server_id: "1".into(),
+                parent_id: "0".into(),
+                name: "f".into(),
+                folder_type: t,
+            };
+            assert_eq!(folder.is_special(), !matches!(t, 1 | 12..=17), "type {t}");
+        }
+    }
+
+    #[test]
+    fn class_names_match_in_any_case() {
+        assert_eq!(class_from_name("email"), Some(Class::Email));
+        assert_eq!(class_from_name("CALENDAR"), Some(Class::Calendar));
+        assert_eq!(class_from_name("Notes"), Some(Class::Notes));
+        assert_eq!(class_from_name(" Tasks"), None);
+        assert_eq!(class_from_name("SMS"), None);
+    }
 
     #[test]
     fn dates_round_trip() {

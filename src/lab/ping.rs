@@ -9,28 +9,9 @@ use std::time::{Duration, Instant};
 use super::protocol::{Ctx, Reply, bad_body};
 use super::render::{document, status_document};
 use super::state::PingParams;
-use crate::wbxml::Tag;
-use crate::wbxml::tags::cp;
-
-const PING: Tag = Tag::named(cp::PING, "Ping");
-const STATUS: Tag = Tag::named(cp::PING, "Status");
-const HEARTBEAT_INTERVAL: Tag = Tag::named(cp::PING, "HeartbeatInterval");
-const FOLDERS: Tag = Tag::named(cp::PING, "Folders");
-const FOLDER: Tag = Tag::named(cp::PING, "Folder");
-const ID: Tag = Tag::named(cp::PING, "Id");
-const CLASS: Tag = Tag::named(cp::PING, "Class");
-const MAX_FOLDERS: Tag = Tag::named(cp::PING, "MaxFolders");
-
-/// Ping statuses (MS-ASCMD 2.2.3.177.11).
-mod status {
-    pub const EXPIRED: u32 = 1;
-    pub const CHANGES: u32 = 2;
-    pub const MISSING_PARAMETERS: u32 = 3;
-    pub const SYNTAX_ERROR: u32 = 4;
-    pub const HEARTBEAT_OUT_OF_BOUNDS: u32 = 5;
-    pub const TOO_MANY_FOLDERS: u32 = 6;
-    pub const FOLDER_SYNC_REQUIRED: u32 = 7;
-}
+use crate::eas::ping::{
+    CLASS, FOLDER, FOLDERS, HEARTBEAT_INTERVAL, ID, MAX_FOLDERS, PING, STATUS, Status,
+};
 
 pub fn handle(ctx: &Ctx) -> Reply {
     let v = ctx.version;
@@ -46,22 +27,24 @@ pub fn handle(ctx: &Ctx) -> Reply {
             if child.tag == HEARTBEAT_INTERVAL {
                 match child.text().and_then(|t| t.trim().parse().ok()) {
                     Some(h) => heartbeat = Some(h),
-                    None => return status_document(v, PING, STATUS, status::SYNTAX_ERROR).into(),
+                    None => {
+                        return status_document(v, PING, STATUS, Status::SyntaxError.code()).into();
+                    }
                 }
             } else if child.tag == FOLDERS {
                 let mut list = Vec::new();
                 for f in child.children() {
                     let (Some(id), Some(class)) = (f.child_text(ID), f.child_text(CLASS)) else {
-                        return status_document(v, PING, STATUS, status::SYNTAX_ERROR).into();
+                        return status_document(v, PING, STATUS, Status::SyntaxError.code()).into();
                     };
-                    if f.tag != FOLDER || super::model::Class::from_name(class).is_none() {
-                        return status_document(v, PING, STATUS, status::SYNTAX_ERROR).into();
+                    if f.tag != FOLDER || super::model::class_from_name(class).is_none() {
+                        return status_document(v, PING, STATUS, Status::SyntaxError.code()).into();
                     }
                     list.push(id.to_string());
                 }
                 folders = Some(list);
             } else {
-                return status_document(v, PING, STATUS, status::SYNTAX_ERROR).into();
+                return status_document(v, PING, STATUS, Status::SyntaxError.code()).into();
             }
         }
     }
@@ -74,7 +57,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
             };
             return document(v, |w| {
                 w.start(PING)?;
-                w.text_element(STATUS, &status::HEARTBEAT_OUT_OF_BOUNDS.to_string())?;
+                w.text_element(STATUS, &Status::InvalidHeartbeatInterval.code().to_string())?;
                 w.text_element(HEARTBEAT_INTERVAL, &limit.to_string())?;
                 w.end()
             })
@@ -87,7 +70,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
     {
         return document(v, |w| {
             w.start(PING)?;
-            w.text_element(STATUS, &status::TOO_MANY_FOLDERS.to_string())?;
+            w.text_element(STATUS, &Status::TooManyFolders.code().to_string())?;
             w.text_element(MAX_FOLDERS, &config.ping_max_folders.to_string())?;
             w.end()
         })
@@ -106,11 +89,11 @@ pub fn handle(ctx: &Ctx) -> Reply {
             folders: f.unwrap_or_else(|| last.folders.clone()),
         },
         (_, _, None) => {
-            return status_document(v, PING, STATUS, status::MISSING_PARAMETERS).into();
+            return status_document(v, PING, STATUS, Status::MissingParameters.code()).into();
         }
     };
     if params.folders.is_empty() {
-        return status_document(v, PING, STATUS, status::MISSING_PARAMETERS).into();
+        return status_document(v, PING, STATUS, Status::MissingParameters.code()).into();
     }
     d.last_ping = Some(params.clone());
     if params
@@ -118,7 +101,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
         .iter()
         .any(|id| st.folder(id).and_then(|f| f.class()).is_none())
     {
-        return status_document(v, PING, STATUS, status::FOLDER_SYNC_REQUIRED).into();
+        return status_document(v, PING, STATUS, Status::FolderSyncRequired.code()).into();
     }
     let deadline = Instant::now() + Duration::from_secs(params.heartbeat as u64);
     loop {
@@ -133,7 +116,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
             drop(st);
             return document(v, |w| {
                 w.start(PING)?;
-                w.text_element(STATUS, &status::CHANGES.to_string())?;
+                w.text_element(STATUS, &Status::ChangesFound.code().to_string())?;
                 w.start(FOLDERS)?;
                 for id in &changed {
                     w.text_element(FOLDER, id)?;
@@ -146,15 +129,8 @@ pub fn handle(ctx: &Ctx) -> Reply {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() || st.shutdown {
             drop(st);
-            return status_document(v, PING, STATUS, status::EXPIRED).into();
+            return status_document(v, PING, STATUS, Status::Expired.code()).into();
         }
-        let generation = st.generation;
-        let (guard, _) = ctx
-            .lab
-            .shared
-            .changed
-            .wait_timeout_while(st, left, |s| s.generation == generation && !s.shutdown)
-            .unwrap_or_else(|p| p.into_inner());
-        st = guard;
+        st = ctx.lab.shared.wait_for_change(st, left);
     }
 }

@@ -6,25 +6,12 @@ use super::protocol::{Ctx, Reply, bad_body};
 use super::render::document;
 use super::state::Wipe;
 use crate::eas::Node;
-use crate::wbxml::tags::cp;
+use crate::eas::provision::{
+    ACCOUNT_ONLY_REMOTE_WIPE, DATA, EAS_PROVISION_DOC, POLICIES, POLICY, POLICY_KEY, POLICY_TYPE,
+    POLICY_TYPE_TAG, PROVISION, REMOTE_WIPE, STATUS,
+};
+use crate::eas::settings::{DEVICE_INFORMATION, SET as SETTINGS_SET, STATUS as SETTINGS_STATUS};
 use crate::wbxml::{ProtocolVersion, Tag};
-
-const PROVISION: Tag = Tag::named(cp::PROVISION, "Provision");
-const POLICIES: Tag = Tag::named(cp::PROVISION, "Policies");
-const POLICY: Tag = Tag::named(cp::PROVISION, "Policy");
-const POLICY_TYPE: Tag = Tag::named(cp::PROVISION, "PolicyType");
-const POLICY_KEY: Tag = Tag::named(cp::PROVISION, "PolicyKey");
-const DATA: Tag = Tag::named(cp::PROVISION, "Data");
-const STATUS: Tag = Tag::named(cp::PROVISION, "Status");
-const REMOTE_WIPE: Tag = Tag::named(cp::PROVISION, "RemoteWipe");
-const ACCOUNT_ONLY_REMOTE_WIPE: Tag = Tag::named(cp::PROVISION, "AccountOnlyRemoteWipe");
-const PROVISION_DOC: Tag = Tag::named(cp::PROVISION, "EASProvisionDoc");
-const DEVICE_INFORMATION: Tag = Tag::named(cp::SETTINGS, "DeviceInformation");
-const SETTINGS_SET: Tag = Tag::named(cp::SETTINGS, "Set");
-const SETTINGS_STATUS: Tag = Tag::named(cp::SETTINGS, "Status");
-
-/// The policy type of 12.0 and later.
-pub const POLICY_TYPE_WBXML: &str = "MS-EAS-Provisioning-WBXML";
 
 /// Whether a wipe is waiting to be delivered to a client of `version` (account-only wipes
 /// exist only in 16.1; an older client never gets one, see the module docs of `lab`).
@@ -139,7 +126,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
     let Some(policy) = node.child(POLICIES).and_then(|p| p.child(POLICY)) else {
         return protocol_error();
     };
-    let policy_type = policy.child_text(POLICY_TYPE).unwrap_or("");
+    let policy_type = policy.child_text(POLICY_TYPE_TAG).unwrap_or("");
     let policy_reply = |status: u32, key: Option<u32>, with_data: bool| {
         document(v, |w| {
             w.start(PROVISION)?;
@@ -147,14 +134,14 @@ pub fn handle(ctx: &Ctx) -> Reply {
             w.text_element(STATUS, "1")?;
             w.start(POLICIES)?;
             w.start(POLICY)?;
-            w.text_element(POLICY_TYPE, policy_type)?;
+            w.text_element(POLICY_TYPE_TAG, policy_type)?;
             w.text_element(STATUS, &status.to_string())?;
             if let Some(k) = key {
                 w.text_element(POLICY_KEY, &k.to_string())?;
             }
             if with_data {
                 w.start(DATA)?;
-                w.start(PROVISION_DOC)?;
+                w.start(EAS_PROVISION_DOC)?;
                 for (name, value) in &settings {
                     let Some(tag) = Tag::by_name("Provision", name) else {
                         continue;
@@ -177,7 +164,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
         })
         .into()
     };
-    if policy_type != POLICY_TYPE_WBXML {
+    if policy_type != POLICY_TYPE {
         return policy_reply(3, None, false);
     }
     let acked_key = policy.child_text(POLICY_KEY);

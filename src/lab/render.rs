@@ -153,7 +153,7 @@ pub fn write_item(
     options: &BodyOptions,
     parts: Option<&mut Parts>,
 ) -> WResult {
-    write_props(w, version, item.class.namespace(), &item.props)?;
+    write_props(w, version, item.class.as_str(), &item.props)?;
     if !item.attachments.is_empty() {
         w.start(BASE_ATTACHMENTS)?;
         for (i, a) in item.attachments.iter().enumerate() {

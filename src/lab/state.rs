@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -324,6 +325,21 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Waits, with `st` unlocked, until the state changes, the lab shuts down or `timeout`
+    /// passes (Ping, waiting Syncs); gives the lock back.
+    pub fn wait_for_change<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, State> {
+        let generation = st.generation;
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(st, timeout, |s| s.generation == generation && !s.shutdown)
+            .unwrap_or_else(|p| p.into_inner());
+        guard
+    }
 }
 
 /// Why an admin change was refused.
@@ -598,7 +614,7 @@ impl State {
             "devices": self.devices.values().map(Device::to_json).collect::<Vec<_>>(),
             "folders": self.folders.iter().map(|f| json!({
                 "server_id": f.server_id, "parent_id": f.parent_id, "name": f.name,
-                "type": f.folder_type, "class": f.class().map(Class::name),
+                "type": f.folder_type, "class": f.class().map(Class::as_str),
                 "items": counts.get(&f.server_id).cloned().unwrap_or(json!(0)),
             })).collect::<Vec<_>>(),
             "item_count": self.items.len(),

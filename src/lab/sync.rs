@@ -18,57 +18,21 @@ use super::render::{BodyOptions, Out, WResult, document, status_document, write_
 use super::seed::folder;
 use super::state::{CollectionState, State};
 use crate::eas::Node;
+use crate::eas::estimate::{
+    COLLECTION as GIE_COLLECTION, COLLECTION_ID as GIE_COLLECTION_ID,
+    COLLECTIONS as GIE_COLLECTIONS, ESTIMATE as GIE_ESTIMATE, GET_ITEM_ESTIMATE as GIE,
+    RESPONSE as GIE_RESPONSE, STATUS as GIE_STATUS,
+};
+use crate::eas::sync::{
+    ADD, APPLICATION_DATA, CHANGE, CLASS, CLIENT_ID, COLLECTION, COLLECTION_ID, COLLECTIONS,
+    COMMANDS, CONVERSATION_MODE, DELETE, DELETES_AS_MOVES, FETCH, FILTER_TYPE, GET_CHANGES,
+    HEARTBEAT_INTERVAL, LIMIT, MORE_AVAILABLE, OPTIONS, PARTIAL, RESPONSES, SERVER_ID, STATUS,
+    SYNC, SYNC_KEY, Status, WAIT, WINDOW_SIZE,
+};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
 
-const SYNC: Tag = Tag::named(cp::AIRSYNC, "Sync");
-const COLLECTIONS: Tag = Tag::named(cp::AIRSYNC, "Collections");
-const COLLECTION: Tag = Tag::named(cp::AIRSYNC, "Collection");
-const CLASS: Tag = Tag::named(cp::AIRSYNC, "Class");
-const SYNC_KEY: Tag = Tag::named(cp::AIRSYNC, "SyncKey");
-const COLLECTION_ID: Tag = Tag::named(cp::AIRSYNC, "CollectionId");
 const SUPPORTED: Tag = Tag::named(cp::AIRSYNC, "Supported");
-const DELETES_AS_MOVES: Tag = Tag::named(cp::AIRSYNC, "DeletesAsMoves");
-const GET_CHANGES: Tag = Tag::named(cp::AIRSYNC, "GetChanges");
-const WINDOW_SIZE: Tag = Tag::named(cp::AIRSYNC, "WindowSize");
-const CONVERSATION_MODE: Tag = Tag::named(cp::AIRSYNC, "ConversationMode");
-const OPTIONS: Tag = Tag::named(cp::AIRSYNC, "Options");
-const COMMANDS: Tag = Tag::named(cp::AIRSYNC, "Commands");
-const RESPONSES: Tag = Tag::named(cp::AIRSYNC, "Responses");
-const STATUS: Tag = Tag::named(cp::AIRSYNC, "Status");
-const MORE_AVAILABLE: Tag = Tag::named(cp::AIRSYNC, "MoreAvailable");
-const ADD: Tag = Tag::named(cp::AIRSYNC, "Add");
-const CHANGE: Tag = Tag::named(cp::AIRSYNC, "Change");
-const DELETE: Tag = Tag::named(cp::AIRSYNC, "Delete");
-const FETCH: Tag = Tag::named(cp::AIRSYNC, "Fetch");
-const SERVER_ID: Tag = Tag::named(cp::AIRSYNC, "ServerId");
-const CLIENT_ID: Tag = Tag::named(cp::AIRSYNC, "ClientId");
-const APPLICATION_DATA: Tag = Tag::named(cp::AIRSYNC, "ApplicationData");
-const WAIT: Tag = Tag::named(cp::AIRSYNC, "Wait");
-const HEARTBEAT_INTERVAL: Tag = Tag::named(cp::AIRSYNC, "HeartbeatInterval");
-const PARTIAL: Tag = Tag::named(cp::AIRSYNC, "Partial");
-const LIMIT: Tag = Tag::named(cp::AIRSYNC, "Limit");
-const FILTER_TYPE: Tag = Tag::named(cp::AIRSYNC, "FilterType");
-
-const GIE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "GetItemEstimate");
-const GIE_COLLECTIONS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Collections");
-const GIE_COLLECTION: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Collection");
-const GIE_COLLECTION_ID: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "CollectionId");
-const GIE_RESPONSE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Response");
-const GIE_STATUS: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Status");
-const GIE_ESTIMATE: Tag = Tag::named(cp::GET_ITEM_ESTIMATE, "Estimate");
-
-/// Sync statuses (MS-ASCMD 2.2.3.177.17).
-mod status {
-    pub const SUCCESS: u32 = 1;
-    pub const INVALID_SYNC_KEY: u32 = 3;
-    pub const PROTOCOL_ERROR: u32 = 4;
-    pub const CONVERSION_ERROR: u32 = 6;
-    pub const NOT_FOUND: u32 = 8;
-    pub const HIERARCHY_CHANGED: u32 = 12;
-    pub const INCOMPLETE_REQUEST: u32 = 13;
-    pub const INVALID_INTERVAL: u32 = 14;
-}
 
 /// The most items per batch, whatever the client asks for.
 const MAX_WINDOW: usize = 512;
@@ -234,7 +198,7 @@ impl CollectionResult {
     }
 
     fn is_quiet(&self) -> bool {
-        self.status == status::SUCCESS
+        self.status == Status::Success.code()
             && self.sync_key == self.request_key
             && !self.more_available
             && self.deletes.is_empty()
@@ -328,10 +292,10 @@ fn process(
     global_window: Option<usize>,
 ) -> CollectionResult {
     let Some(folder) = st.folder(&req.collection_id).cloned() else {
-        return CollectionResult::failed(req, status::HIERARCHY_CHANGED);
+        return CollectionResult::failed(req, Status::FolderHierarchyChanged.code());
     };
     let Some(class) = folder.class() else {
-        return CollectionResult::failed(req, status::HIERARCHY_CHANGED);
+        return CollectionResult::failed(req, Status::FolderHierarchyChanged.code());
     };
     let device_id = ctx.device_id.clone();
     let existing = st
@@ -342,7 +306,7 @@ fn process(
 
     if req.sync_key == "0" {
         if !req.commands.is_empty() || req.get_changes == Some(true) {
-            return CollectionResult::failed(req, status::PROTOCOL_ERROR);
+            return CollectionResult::failed(req, Status::ProtocolError.code());
         }
         let mut state = CollectionState {
             counter: existing.map(|e| e.counter).unwrap_or(0),
@@ -354,12 +318,12 @@ fn process(
         st.device(&ctx.device_id, &ctx.device_type, &ctx.user)
             .collections
             .insert(req.collection_id.clone(), state);
-        let mut r = CollectionResult::failed(req, status::SUCCESS);
+        let mut r = CollectionResult::failed(req, Status::Success.code());
         r.sync_key = key;
         return r;
     }
     let Some(mut state) = existing else {
-        return CollectionResult::failed(req, status::INVALID_SYNC_KEY);
+        return CollectionResult::failed(req, Status::InvalidSyncKey.code());
     };
     let mut retried = false;
     let base = if req.sync_key == state.sync_key {
@@ -374,11 +338,11 @@ fn process(
         retried = true;
         prev_known
     } else {
-        return CollectionResult::failed(req, status::INVALID_SYNC_KEY);
+        return CollectionResult::failed(req, Status::InvalidSyncKey.code());
     };
     state.filter_type = req.options.filter_type;
     let mut known = base.clone();
-    let mut result = CollectionResult::failed(req, status::SUCCESS);
+    let mut result = CollectionResult::failed(req, Status::Success.code());
 
     for op in &req.commands {
         match op {
@@ -388,7 +352,7 @@ fn process(
                         ADD,
                         None,
                         String::new(),
-                        status::PROTOCOL_ERROR,
+                        Status::ProtocolError.code(),
                         None,
                     ));
                     continue;
@@ -399,7 +363,7 @@ fn process(
                         ADD,
                         Some(client_id),
                         sid.clone(),
-                        status::SUCCESS,
+                        Status::Success.code(),
                         None,
                     ));
                     continue;
@@ -409,12 +373,12 @@ fn process(
                         ADD,
                         Some(client_id),
                         String::new(),
-                        status::CONVERSION_ERROR,
+                        Status::ConversionError.code(),
                         None,
                     ));
                     continue;
                 };
-                let (props, body) = props_from_node(data, class.namespace());
+                let (props, body) = props_from_node(data, class.as_str());
                 let filter_time = item_time(class, &props, now);
                 let new = super::state::NewItem {
                     folder_id: req.collection_id.clone(),
@@ -431,7 +395,7 @@ fn process(
                             ADD,
                             Some(client_id),
                             sid,
-                            status::SUCCESS,
+                            Status::Success.code(),
                             None,
                         ));
                     }
@@ -439,7 +403,7 @@ fn process(
                         ADD,
                         Some(client_id),
                         String::new(),
-                        status::CONVERSION_ERROR,
+                        Status::ConversionError.code(),
                         None,
                     )),
                 }
@@ -451,9 +415,9 @@ fn process(
                     .is_some_and(|i| i.folder_id == req.collection_id);
                 let Some(data) = data.as_ref().filter(|_| exists) else {
                     let code = if exists {
-                        status::PROTOCOL_ERROR
+                        Status::ProtocolError.code()
                     } else {
-                        status::NOT_FOUND
+                        Status::ObjectNotFound.code()
                     };
                     result.responses.push(ItemResponse(
                         CHANGE,
@@ -464,7 +428,7 @@ fn process(
                     ));
                     continue;
                 };
-                let (props, body) = props_from_node(data, class.namespace());
+                let (props, body) = props_from_node(data, class.as_str());
                 let _ = st.change_item(server_id, props, body);
                 if let Some(i) = st.items.get(server_id) {
                     known.insert(server_id.clone(), i.revision);
@@ -480,7 +444,7 @@ fn process(
                         DELETE,
                         None,
                         server_id.clone(),
-                        status::NOT_FOUND,
+                        Status::ObjectNotFound.code(),
                         None,
                     ));
                     continue;
@@ -505,14 +469,14 @@ fn process(
                         FETCH,
                         None,
                         server_id.clone(),
-                        status::SUCCESS,
+                        Status::Success.code(),
                         Some(item.clone()),
                     )),
                     None => result.responses.push(ItemResponse(
                         FETCH,
                         None,
                         server_id.clone(),
-                        status::NOT_FOUND,
+                        Status::ObjectNotFound.code(),
                         None,
                     )),
                 }
@@ -644,20 +608,20 @@ pub fn handle(ctx: &Ctx) -> Reply {
                 t if t == COLLECTIONS => {
                     for c in child.children() {
                         if c.tag != COLLECTION {
-                            return top_status(status::PROTOCOL_ERROR);
+                            return top_status(Status::ProtocolError.code());
                         }
                         match parse_collection(c) {
                             Ok(r) => requests.push(r),
-                            Err(_) => return top_status(status::PROTOCOL_ERROR),
+                            Err(_) => return top_status(Status::ProtocolError.code()),
                         }
                     }
                 }
                 t if t == WAIT || t == HEARTBEAT_INTERVAL => {
                     if wait.is_some() {
-                        return top_status(status::PROTOCOL_ERROR);
+                        return top_status(Status::ProtocolError.code());
                     }
                     let Some(n) = number() else {
-                        return top_status(status::PROTOCOL_ERROR);
+                        return top_status(Status::ProtocolError.code());
                     };
                     // Wait is in minutes (1 to 59), HeartbeatInterval in seconds (the Ping bounds).
                     let (secs, min, max) = if t == WAIT {
@@ -670,7 +634,10 @@ pub fn handle(ctx: &Ctx) -> Reply {
                         let limit = if n < min { min } else { max };
                         return super::render::document(v, |w| {
                             w.start(SYNC)?;
-                            w.text_element(STATUS, &status::INVALID_INTERVAL.to_string())?;
+                            w.text_element(
+                                STATUS,
+                                &Status::InvalidWaitOrHeartbeat.code().to_string(),
+                            )?;
                             w.text_element(LIMIT, &limit.to_string())?;
                             w.end()
                         })
@@ -680,10 +647,10 @@ pub fn handle(ctx: &Ctx) -> Reply {
                 }
                 t if t == WINDOW_SIZE => match number() {
                     Some(n) => global_window = Some(n as usize),
-                    None => return top_status(status::PROTOCOL_ERROR),
+                    None => return top_status(Status::ProtocolError.code()),
                 },
                 t if t == PARTIAL => partial = true,
-                _ => return top_status(status::PROTOCOL_ERROR),
+                _ => return top_status(Status::ProtocolError.code()),
             }
         }
     }
@@ -693,7 +660,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
         let d = st.device(&ctx.device_id, &ctx.device_type, &ctx.user);
         if node.is_none() || partial || requests.is_empty() {
             let Some(cached) = d.last_sync.clone() else {
-                return top_status(status::INCOMPLETE_REQUEST);
+                return top_status(Status::IncompleteRequest.code());
             };
             for mut c in cached {
                 if !requests.iter().any(|r| r.collection_id == c.collection_id) {
@@ -765,14 +732,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
         let left = deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
             .unwrap_or_default();
-        let generation = st.generation;
-        let (guard, _) = ctx
-            .lab
-            .shared
-            .changed
-            .wait_timeout_while(st, left, |s| s.generation == generation && !s.shutdown)
-            .unwrap_or_else(|p| p.into_inner());
-        st = guard;
+        st = ctx.lab.shared.wait_for_change(st, left);
     }
 }
 

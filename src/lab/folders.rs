@@ -11,10 +11,18 @@ use crate::eas::folder::{
     FOLDER_UPDATE, PARENT_ID, SERVER_ID, STATUS, SYNC_KEY, TYPE, UPDATE,
 };
 
-/// FolderSync Status 9: the hierarchy sync key is not the current one.
-const INVALID_SYNC_KEY: u32 = 9;
+use crate::eas::folder::FolderChangeStatus as Change;
+
+/// Status 9 (FolderSync and the folder commands alike): the hierarchy key is not the current one.
+const INVALID_SYNC_KEY: u32 = Change::InvalidSyncKey.code();
 /// Status 10: the request is malformed.
-const BAD_REQUEST: u32 = 10;
+const BAD_REQUEST: u32 = Change::BadRequest.code();
+/// Status 2, 3, 4, 5, 6 of FolderCreate/Update/Delete.
+const NAME_EXISTS: u32 = Change::NameExists.code();
+const SPECIAL_FOLDER: u32 = Change::SpecialFolder.code();
+const FOLDER_NOT_FOUND: u32 = Change::FolderNotFound.code();
+const PARENT_NOT_FOUND: u32 = Change::ParentNotFound.code();
+const SERVER_ERROR: u32 = Change::ServerError.code();
 
 pub fn folder_sync(ctx: &Ctx) -> Reply {
     let v = ctx.version;
@@ -160,11 +168,11 @@ pub fn folder_create(ctx: &Ctx) -> Reply {
         return status_document(v, FOLDER_CREATE, STATUS, BAD_REQUEST).into();
     }
     if parent != "0" && st.folder(parent).is_none() {
-        return status_document(v, FOLDER_CREATE, STATUS, 5).into();
+        return status_document(v, FOLDER_CREATE, STATUS, PARENT_NOT_FOUND).into();
     }
     let id = match st.add_folder(parent, name, ty) {
         Ok(id) => id,
-        Err(_) => return status_document(v, FOLDER_CREATE, STATUS, 2).into(),
+        Err(_) => return status_document(v, FOLDER_CREATE, STATUS, NAME_EXISTS).into(),
     };
     let key = advance(&mut st, ctx, std::slice::from_ref(&id));
     drop(st);
@@ -198,16 +206,18 @@ pub fn folder_update(ctx: &Ctx) -> Reply {
         return status_document(v, FOLDER_UPDATE, STATUS, BAD_REQUEST).into();
     };
     let code = match st.folder(id) {
-        None => Some(4),
-        Some(f) if f.is_special() => Some(3),
-        Some(_) if parent != "0" && (st.folder(parent).is_none() || parent == id) => Some(5),
+        None => Some(FOLDER_NOT_FOUND),
+        Some(f) if f.is_special() => Some(SPECIAL_FOLDER),
+        Some(_) if parent != "0" && (st.folder(parent).is_none() || parent == id) => {
+            Some(PARENT_NOT_FOUND)
+        }
         Some(_)
             if st
                 .folders
                 .iter()
                 .any(|f| f.parent_id == parent && f.name == name && f.server_id != id) =>
         {
-            Some(2)
+            Some(NAME_EXISTS)
         }
         Some(_) => None,
     };
@@ -215,7 +225,7 @@ pub fn folder_update(ctx: &Ctx) -> Reply {
         return status_document(v, FOLDER_UPDATE, STATUS, code).into();
     }
     if st.update_folder(id, parent, name).is_err() {
-        return status_document(v, FOLDER_UPDATE, STATUS, 6).into();
+        return status_document(v, FOLDER_UPDATE, STATUS, SERVER_ERROR).into();
     }
     let key = advance(&mut st, ctx, &[id.to_string()]);
     drop(st);
@@ -244,13 +254,15 @@ pub fn folder_delete(ctx: &Ctx) -> Reply {
         return status_document(v, FOLDER_DELETE, STATUS, BAD_REQUEST).into();
     };
     match st.folder(id) {
-        None => return status_document(v, FOLDER_DELETE, STATUS, 4).into(),
-        Some(f) if f.is_special() => return status_document(v, FOLDER_DELETE, STATUS, 3).into(),
+        None => return status_document(v, FOLDER_DELETE, STATUS, FOLDER_NOT_FOUND).into(),
+        Some(f) if f.is_special() => {
+            return status_document(v, FOLDER_DELETE, STATUS, SPECIAL_FOLDER).into();
+        }
         Some(_) => {}
     }
     let before: Vec<String> = st.folders.iter().map(|f| f.server_id.clone()).collect();
     if st.delete_folder(id).is_err() {
-        return status_document(v, FOLDER_DELETE, STATUS, 6).into();
+        return status_document(v, FOLDER_DELETE, STATUS, SERVER_ERROR).into();
     }
     let gone: Vec<String> = before
         .into_iter()

@@ -5,86 +5,24 @@
 //! the targets are met. It fails loudly only when something does not work at all (an input
 //! the decoder refuses, counts that differ from libwbxml's, a tool that cannot be built).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Debug;
 use std::fs::{self, File};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use easync::wbxml::{Event, FromStd, Reader, Tag, Writer};
+
+#[path = "common/alloc.rs"]
+mod alloc;
+use alloc::heap_high_water;
 
 /// Timed runs per measurement; the fastest counts.
 const RUNS: usize = 5;
 /// The decoder's buffer and tag-stack sizes, as in the brief (and close to `easyncctl`'s).
 const BUF: usize = 65536;
 const DEPTH: usize = 32;
-
-// ---------------------------------------------------------------------------------------------
-// Heap accounting: a global allocator that tracks live bytes and their high-water mark.
-
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = CURRENT.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-fn shrank(n: usize) {
-    CURRENT.fetch_sub(n, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        shrank(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                shrank(layout.size() - new_size);
-            }
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns its result with the most heap bytes that were live during it, over
-/// what was live when it started.
-fn heap_high_water<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = CURRENT.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    let out = f();
-    (out, PEAK.load(Ordering::SeqCst) - base)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Inputs.

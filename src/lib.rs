@@ -14,10 +14,15 @@
 //! - `lab` (feature `lab`): the easync-lab reference server, which shares `wbxml` and `eas`
 //!   and nothing of the client side.
 //!
-//! The store, device, engine and D-Bus layers follow in later work.
+//! - [`store`]: everything on disk — state, Maildir, vdir, and the item conversions.
+//! - [`config`]: the TOML configuration file and the secrets it points at.
+//!
+//! The device, engine and D-Bus layers follow in later work.
 
+pub mod config;
 pub mod eas;
 #[cfg(feature = "lab")]
 pub mod lab;
+pub mod store;
 pub mod transport;
 pub mod wbxml;

@@ -15,11 +15,15 @@
 //! - [`tls`] (with [`der`]): the rustls configuration and the pinning verifier.
 //! - [`retry`]: Retry-After parsing and the back-off.
 //! - [`error`]: the error type, worded for the person at the device.
+//! - [`autodiscover`]: finding the server URL from the mail address (MS-OXDSCLI).
+//! - [`oauth`]: the OAuth 2.0 device authorization grant (RFC 8628) and token refresh.
 
+pub mod autodiscover;
 pub mod client;
 pub mod config;
 pub mod der;
 pub mod error;
+pub mod oauth;
 pub mod query;
 pub mod retry;
 pub mod session;

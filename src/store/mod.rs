@@ -1,0 +1,22 @@
+//! Everything on disk (layer 4): account state, mail as Maildir, contacts, calendar, tasks
+//! and notes as vdir (one file per item), and the conversions between EAS items and those
+//! standard formats. Nothing else in the crate writes files.
+//!
+//! Map:
+//! - [`atomic`]: write-temp, fsync, rename, fsync-the-folder: the one way files are replaced.
+//! - [`names`]: server-provided names made into safe, unique directory and file names.
+//! - [`state`]: the account's state (sync keys, id maps, learned heartbeat) as postcard.
+//! - [`maildir`]: mail folders in the Maildir layout (`cur`, `new`, `tmp`, flags).
+//! - [`vdir`]: one-file-per-item folders for contacts, calendar, tasks and notes.
+//! - [`vcard`], [`ical`], [`note`], [`timezone`]: EAS items to and from vCard 4.0,
+//!   iCalendar (VEVENT, VTODO, VTIMEZONE) and the notes format.
+
+pub mod atomic;
+pub mod ical;
+pub mod maildir;
+pub mod names;
+pub mod note;
+pub mod state;
+pub mod timezone;
+pub mod vcard;
+pub mod vdir;

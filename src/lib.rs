@@ -17,10 +17,13 @@
 //! - [`store`]: everything on disk — state, Maildir, vdir, and the item conversions.
 //! - [`config`]: the TOML configuration file and the secrets it points at.
 //!
-//! The device, engine and D-Bus layers follow in later work.
+//! - [`engine`]: one account's life (so far: the adaptive Ping heartbeat).
+//!
+//! The device and D-Bus layers and the daemon follow in later work.
 
 pub mod config;
 pub mod eas;
+pub mod engine;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod store;

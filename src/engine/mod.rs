@@ -1,0 +1,9 @@
+//! One account's life (layer 6): enrollment, negotiation, provisioning, folder sync, item
+//! sync, push, upload of local changes, back-off and the schedule. It reaches the server,
+//! the store and the device through narrow interfaces so tests can put the lab or fakes
+//! behind them.
+//!
+//! Map (built so far):
+//! - [`heartbeat`]: the adaptive Ping heartbeat and the choice of folders to watch.
+
+pub mod heartbeat;

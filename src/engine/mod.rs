@@ -5,5 +5,7 @@
 //!
 //! Map (built so far):
 //! - [`heartbeat`]: the adaptive Ping heartbeat and the choice of folders to watch.
+//! - [`reaction`]: what every kind of failure leads to (bounded waits, parked states).
 
 pub mod heartbeat;
+pub mod reaction;

@@ -6,6 +6,9 @@
 //! Map (built so far):
 //! - [`heartbeat`]: the adaptive Ping heartbeat and the choice of folders to watch.
 //! - [`reaction`]: what every kind of failure leads to (bounded waits, parked states).
+//! - [`provision`]: provisioning over a session, with the policy decision and the wipe
+//!   handed to an [`provision::Enforcer`].
 
 pub mod heartbeat;
+pub mod provision;
 pub mod reaction;

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use easync::eas::folder::{self, Folder, FolderChange, FolderSyncResponse, FolderType};
 use easync::eas::item::{Class, LargeValue};
-use easync::eas::provision::{self, AckStatus, Next, Provisioning};
+use easync::eas::provision::{self, AckStatus};
 use easync::eas::settings::DeviceInformation;
 use easync::eas::sync::{
     self, ClientResponse, CollectionHeader, CollectionRequest, ServerChange, ServerItem,
     SyncHandler, SyncOptions, SyncOutcome, SyncRequest,
 };
 use easync::eas::{self, ProtocolVersion, Sink};
+use easync::engine::provision::{Enforcer, EngineProvisioner, Outcome};
 use easync::transport::{self, Auth, Client, Config, Provisioner, Secret, Session};
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -94,8 +95,8 @@ pub enum Provisioned {
     Wiped(provision::WipeDirective),
 }
 
-/// Provisions with a fixed acknowledgement (the device layer decides it in the product) and
-/// records what happened, as the transport's `Provisioner`.
+/// Provisions with a fixed acknowledgement (the device layer decides it in the product)
+/// through the engine's provisioner, and records what happened.
 pub struct TestProvisioner {
     pub ack: AckStatus,
     pub wipe_status: provision::WipeStatus,
@@ -116,58 +117,40 @@ impl Default for TestProvisioner {
     }
 }
 
-fn exchange(
-    session: &mut Session,
-    request: &eas::Request,
-) -> transport::Result<provision::ProvisionResponse> {
-    let version = session.state().version;
-    let response = session.send(request, None, TIMEOUT)?;
-    let mut parser = response.parser(version);
-    Ok(provision::read_response(&mut parser)?)
+/// The fixed answers of a [`TestProvisioner`].
+struct Fixed {
+    ack: AckStatus,
+    wipe_status: provision::WipeStatus,
+}
+
+impl Enforcer for Fixed {
+    fn apply(&mut self, _policy: &eas::policy::Policy) -> AckStatus {
+        self.ack
+    }
+    fn wipe_requested(&mut self, _directive: provision::WipeDirective) -> provision::WipeStatus {
+        self.wipe_status
+    }
 }
 
 impl Provisioner for TestProvisioner {
     fn provision(&mut self, session: &mut Session) -> transport::Result<()> {
         self.rounds += 1;
-        let version = session.state().version;
-        let device = (version >= ProtocolVersion::V14_1).then(device_information);
-        let mut flow = Provisioning::new(version, device);
-        let mut request = flow.start()?;
-        loop {
-            let response = exchange(session, &request)?;
-            match flow.on_response(response)? {
-                Next::Apply(policy) => {
-                    self.policies.push(*policy);
-                    request = flow.acknowledge(self.ack)?;
-                }
-                Next::Provisioned { policy_key } => {
-                    let key = policy_key.parse().map_err(|_| {
-                        transport::Error::Protocol(eas::Error::Protocol {
-                            offset: 0,
-                            message: format!("policy key {policy_key:?} is not a number"),
-                        })
-                    })?;
-                    session.set_policy_key(Some(key));
-                    self.last = Some(Provisioned::Key(policy_key));
-                    return Ok(());
-                }
-                Next::NoPolicy => {
-                    session.set_policy_key(None);
-                    self.last = Some(Provisioned::NoPolicy);
-                    return Ok(());
-                }
-                Next::Wipe(_) => request = flow.acknowledge_wipe(self.wipe_status)?,
-                Next::WipeAcknowledged(directive) => {
-                    self.last = Some(Provisioned::Wiped(directive));
-                    return Err(transport::Error::RemoteWipe {
-                        account_only: directive == provision::WipeDirective::AccountOnly,
-                    });
-                }
-                Next::Failed { reason, .. } => {
-                    return Err(transport::Error::ProvisioningRefused { reason });
-                }
-            }
+        let mut fixed = Fixed {
+            ack: self.ack,
+            wipe_status: self.wipe_status,
+        };
+        let mut engine = EngineProvisioner::new(&mut fixed, device_information());
+        let result = engine.provision(session);
+        if let Some(policy) = engine.policy.take() {
+            self.policies.push(policy);
         }
+        self.last = match engine.outcome.take() {
+            Some(Outcome::Key(k)) => Some(Provisioned::Key(k)),
+            Some(Outcome::NoPolicy) => Some(Provisioned::NoPolicy),
+            Some(Outcome::Wiped(d, _)) => Some(Provisioned::Wiped(d)),
+            None => self.last.take(),
+        };
+        result
     }
 }
 

@@ -18,7 +18,9 @@
 //!
 //! ActiveSync listeners (HTTP and HTTPS): `/Microsoft-Server-ActiveSync` and its alias
 //! (default `/lab-alias/Microsoft-Server-ActiveSync`, where a 451 redirect points), plus
-//! `GET /ca.pem`. Paths compare case-insensitively.
+//! `GET /ca.pem`. Paths compare case-insensitively. Also Autodiscover (POST
+//! `/autodiscover/autodiscover.xml`, see [`autodiscover`]) and the OAuth device flow
+//! (`/oauth2/v2.0/devicecode`, `/oauth2/v2.0/token`, see [`oauth`]).
 //!
 //! Admin listener (HTTP, JSON):
 //!
@@ -38,6 +40,7 @@
 //! | `POST /wipe` | `{"device_id"?, "account_only"?: false}` | `{"devices": n}` |
 //! | `POST /faults` | `{"kind", "count"?: 1, "command"?, "location"?, "retry_after"?, "delay_ms"?}` | `{}` |
 //! | `DELETE /faults` | | `{}` |
+//! | `POST /oauth/approve`, `/oauth/deny`, `/oauth/expire` | `{"user_code"}` | `{}` |
 //!
 //! Fault kinds: `retry-with` (HTTP 449), `redirect` (451 + X-MS-Location), `throttle` (503 +
 //! Retry-After), `server-error` (500), `slow` (delay, then the normal answer), `reset`
@@ -104,11 +107,13 @@
 //!   closes them or the lab shuts down.
 
 mod admin;
+pub mod autodiscover;
 mod folders;
 pub mod http;
 mod lookup;
 mod mail;
 pub mod model;
+pub mod oauth;
 mod ping;
 mod protocol;
 mod provision;
@@ -186,6 +191,13 @@ pub struct Config {
     /// `NNNNNN-Command-Version.wbxml` (or `.multipart`): wire captures for debugging and
     /// seed corpora for the fuzzers.
     pub capture_dir: Option<PathBuf>,
+    /// Extra host names in the HTTPS certificate (besides localhost and 127.0.0.1), e.g. the
+    /// domains an Autodiscover test resolves to the lab.
+    pub tls_names: Vec<String>,
+    /// The Autodiscover service (`/autodiscover/autodiscover.xml`).
+    pub autodiscover: autodiscover::Settings,
+    /// The OAuth device flow and token endpoints (`/oauth2/v2.0/...`).
+    pub oauth: oauth::Settings,
 }
 
 /// The path of the ActiveSync endpoint.
@@ -248,6 +260,9 @@ impl Default for Config {
             alias_path: "/lab-alias/Microsoft-Server-ActiveSync".into(),
             missing_device_id_status: 400,
             capture_dir: None,
+            tls_names: Vec::new(),
+            autodiscover: autodiscover::Settings::default(),
+            oauth: oauth::Settings::default(),
         }
     }
 }
@@ -259,6 +274,10 @@ pub struct Lab {
     authority: tls::Authority,
     started: Instant,
     started_unix: i64,
+    /// Tokens issued by the OAuth endpoints (valid for Bearer authentication).
+    pub oauth: oauth::State,
+    /// The HTTPS listener's address (what Autodiscover announces).
+    https_addr: Option<SocketAddr>,
 }
 
 impl Lab {

@@ -374,11 +374,11 @@ fn policy_gate(ctx: &Ctx) -> Option<u32> {
     (d.policy_generation != generation).then_some(143)
 }
 
-fn authenticate(lab: &Lab, req: &Request) -> Result<(), Response> {
+pub(super) fn authenticate(lab: &Lab, req: &Request) -> Result<(), Response> {
     let challenge = || {
         let mut r = Response::text(401, "authentication required")
             .with_header("WWW-Authenticate", "Basic realm=\"easync-lab\"");
-        if !lab.config.bearer_tokens.is_empty() {
+        if !lab.config.bearer_tokens.is_empty() || lab.oauth.active() {
             r = r.with_header("WWW-Authenticate", "Bearer realm=\"easync-lab\"");
         }
         r
@@ -405,7 +405,7 @@ fn authenticate(lab: &Lab, req: &Request) -> Result<(), Response> {
         return if ok { Ok(()) } else { Err(challenge()) };
     }
     if scheme.eq_ignore_ascii_case("Bearer") {
-        if lab.config.bearer_tokens.iter().any(|t| t == value) {
+        if lab.config.bearer_tokens.iter().any(|t| t == value) || lab.oauth.accepts(value) {
             return Ok(());
         }
         let error = if lab.config.expired_tokens.iter().any(|t| t == value) {

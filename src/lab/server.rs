@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 
 use super::http::{self, Framing, ReadError, Response};
 use super::state::{Fault, NewItem, Shared, State};
-use super::{Config, EAS_PATH, Lab, admin, protocol, seed, tls};
+use super::{Config, EAS_PATH, Lab, admin, autodiscover, oauth, protocol, seed, tls};
 
 /// Starts labs.
 pub struct Server;
@@ -50,7 +50,7 @@ impl Server {
                 "the lab needs at least one user",
             ));
         }
-        let authority = tls::Authority::generate(&[])?;
+        let authority = tls::Authority::generate(&config.tls_names)?;
         if let Some(path) = &config.cert_out {
             std::fs::write(path, authority.ca_pem()).map_err(|e| {
                 io::Error::new(
@@ -77,8 +77,14 @@ impl Server {
         };
         let (http_l, https_l, admin_l) =
             (bind(config.http)?, bind(config.https)?, bind(config.admin)?);
+        let https_addr = match &https_l {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let lab = Arc::new(Lab {
             config,
+            oauth: Default::default(),
+            https_addr,
             shared: Shared::new(state),
             authority,
             started: Instant::now(),
@@ -186,7 +192,10 @@ fn serve<S: Read + Write>(lab: &Lab, stream: S, secure: bool, kind: Kind) {
         req.secure = secure;
         let (resp, framing) = match kind {
             Kind::Eas => route(lab, &req),
-            Kind::Admin => (admin::handle(lab, &req), Framing::Full),
+            Kind::Admin => (
+                oauth::admin(lab, &req).unwrap_or_else(|| admin::handle(lab, &req)),
+                Framing::Full,
+            ),
         };
         let keep_alive = req.keep_alive() && framing == Framing::Full;
         let gzip = kind == Kind::Eas && lab.config.gzip && req.accepts_gzip();
@@ -202,6 +211,12 @@ fn route(lab: &Lab, req: &http::Request) -> (Response, Framing) {
     let path = req.path.as_str();
     if path.eq_ignore_ascii_case(EAS_PATH) || path.eq_ignore_ascii_case(&lab.config.alias_path) {
         return protocol::handle(lab, req);
+    }
+    if autodiscover::serves(path) {
+        return (autodiscover::handle(lab, req), Framing::Full);
+    }
+    if let Some(resp) = oauth::handle(lab, req) {
+        return (resp, Framing::Full);
     }
     if path == "/ca.pem" && req.method == "GET" {
         return (
@@ -265,6 +280,36 @@ impl Handle {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
+    }
+
+    /// The Autodiscover endpoint over HTTPS.
+    pub fn autodiscover_url(&self) -> Option<String> {
+        Self::url("https", self.https, autodiscover::PATH)
+    }
+
+    /// The OAuth device authorization endpoint over HTTPS.
+    pub fn oauth_device_url(&self) -> Option<String> {
+        Self::url("https", self.https, oauth::DEVICE_PATH)
+    }
+
+    /// The OAuth token endpoint over HTTPS.
+    pub fn oauth_token_url(&self) -> Option<String> {
+        Self::url("https", self.https, oauth::TOKEN_PATH)
+    }
+
+    /// Approves the pending device code shown as `user_code`.
+    pub fn oauth_approve(&self, user_code: &str) -> Result<(), String> {
+        self.lab.oauth.decide(user_code, "approve")
+    }
+
+    /// Denies the pending device code shown as `user_code`.
+    pub fn oauth_deny(&self, user_code: &str) -> Result<(), String> {
+        self.lab.oauth.decide(user_code, "deny")
+    }
+
+    /// Makes the device code shown as `user_code` expire now.
+    pub fn oauth_expire(&self, user_code: &str) -> Result<(), String> {
+        self.lab.oauth.decide(user_code, "expire")
     }
 
     /// The lab CA certificate (PEM) that signed the server certificate.

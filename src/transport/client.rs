@@ -12,7 +12,7 @@ use ureq::http;
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 
-use super::config::{Auth, Config};
+use super::config::{Auth, Config, TlsOptions};
 use super::error::{Error, Result};
 use super::query::{self, QueryFields, QueryForm};
 use super::retry::parse_retry_after;
@@ -246,7 +246,7 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<()> {
     }
 }
 
-fn host_of(url: &str) -> String {
+pub(crate) fn host_of(url: &str) -> String {
     url.split_once("://")
         .map(|(_, r)| r)
         .unwrap_or(url)
@@ -266,6 +266,44 @@ fn credentials_expire_days(resp: &http::Response<ureq::Body>) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// What an agent of the crate is built from (the transport, autodiscover and OAuth share it,
+/// so all of them trust the same servers).
+pub(crate) struct AgentOptions<'a> {
+    pub tls: &'a TlsOptions,
+    pub proxy: Option<&'a str>,
+    pub user_agent: &'a str,
+    pub https_only: bool,
+}
+
+/// A ureq agent with our TLS connector (trust store, CA, pins, client certificate), the
+/// proxy, no automatic redirects and HTTP statuses returned as responses.
+pub(crate) fn build_agent(
+    options: &AgentOptions<'_>,
+    resolver: impl ureq::unversioned::resolver::Resolver,
+) -> Result<ureq::Agent> {
+    let tls = tls::client_config(options.tls)?;
+    let proxy = match options.proxy {
+        Some(p) => Some(
+            ureq::Proxy::new(p)
+                .map_err(|e| Error::Config(format!("proxy {p:?} is not usable: {e}")))?,
+        ),
+        None => None,
+    };
+    let agent_config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .https_only(options.https_only)
+        .proxy(proxy)
+        .user_agent(options.user_agent)
+        .build();
+    let connector =
+        ().chain(ConnectProxyConnector::default())
+            .chain(TcpConnector::default())
+            .chain(tls::TlsConnector { config: tls });
+    Ok(ureq::Agent::with_parts(agent_config, connector, resolver))
+}
+
 impl Client {
     /// Builds the client: checks the URL scheme and loads the TLS configuration (trust store,
     /// CA, pins, client certificate). Fails with a clear message on any misconfiguration.
@@ -276,27 +314,15 @@ impl Client {
                 "device_id and device_type must not be empty".into(),
             ));
         }
-        let tls = tls::client_config(&config.tls)?;
-        let proxy = match config.proxy.as_deref() {
-            Some(p) => Some(
-                ureq::Proxy::new(p)
-                    .map_err(|e| Error::Config(format!("proxy {p:?} is not usable: {e}")))?,
-            ),
-            None => None,
-        };
-        let agent_config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .https_only(!config.allow_insecure_http)
-            .proxy(proxy)
-            .user_agent(config.user_agent.as_str())
-            .build();
-        let connector =
-            ().chain(ConnectProxyConnector::default())
-                .chain(TcpConnector::default())
-                .chain(tls::TlsConnector { config: tls });
-        let agent = ureq::Agent::with_parts(agent_config, connector, DefaultResolver::default());
+        let agent = build_agent(
+            &AgentOptions {
+                tls: &config.tls,
+                proxy: config.proxy.as_deref(),
+                user_agent: &config.user_agent,
+                https_only: !config.allow_insecure_http,
+            },
+            DefaultResolver::default(),
+        )?;
         Ok(Client { config, agent })
     }
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "xml")]
 //! The store's item conversions end to end: an item arrives as WBXML ApplicationData (read
 //! the way `eas::sync` reads it, body and picture streamed), becomes a vCard / iCalendar /
 //! note file, and is read back into ApplicationData that must carry every field and be

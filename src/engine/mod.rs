@@ -4,11 +4,17 @@
 //! behind them.
 //!
 //! Map (built so far):
+//! - [`account`]: one account's synchronous sync cycle (`easyncd --once`): negotiate,
+//!   provision, FolderSync, Sync every selected folder into the store.
+//! - [`apply`]: a Sync response applied to the store as it is read (the engine's
+//!   `SyncHandler`), saving the SyncKey only once the items are durable.
 //! - [`heartbeat`]: the adaptive Ping heartbeat and the choice of folders to watch.
 //! - [`reaction`]: what every kind of failure leads to (bounded waits, parked states).
 //! - [`provision`]: provisioning over a session, with the policy decision and the wipe
 //!   handed to an [`provision::Enforcer`].
 
+pub mod account;
+pub mod apply;
 pub mod heartbeat;
 pub mod provision;
 pub mod reaction;

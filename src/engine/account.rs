@@ -1,0 +1,768 @@
+//! One account's synchronous sync cycle — what `easyncd --once` runs: connect (the
+//! configured URL, or Autodiscover once, cached), negotiate, provision (honestly: the
+//! policy is acknowledged as not applied until the device hooks exist), FolderSync from the
+//! saved key, then Sync every selected folder from its saved key until the server has
+//! nothing more, storing items through [`super::apply::FolderApplier`].
+//!
+//! The state is saved after FolderSync and after every Sync response (only once all its
+//! items are durable), so an interrupted cycle resumes where it stopped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::apply::{self, Applied, FolderApplier};
+use super::provision::{Enforcer, EngineProvisioner};
+use super::reaction::{self, Reaction};
+use crate::config::{self, AgeFilter, AuthSource, ConfigError, SyncClass};
+use crate::eas::estimate::{self, EstimateCollection};
+use crate::eas::folder::{self, FolderChange, FolderSyncStatus, FolderType};
+use crate::eas::item::{BodyPreference, BodyType, Class, FilterType};
+use crate::eas::policy::Policy;
+use crate::eas::provision::{AckStatus, WipeDirective, WipeStatus};
+use crate::eas::settings::DeviceInformation;
+use crate::eas::sync::{
+    self, CollectionRequest, MimeSupport, SyncOptions, SyncOutcome, SyncRequest,
+};
+use crate::eas::{Command, ProtocolVersion};
+use crate::store::atomic::{self, PRIVATE_FILE_MODE, StoreError};
+use crate::store::maildir::Maildir;
+use crate::store::names::{self, NameSet};
+use crate::store::state::{AccountState, FolderState, StateFile, WipeIntent};
+use crate::store::vdir::{self, Vdir};
+use crate::transport::{self, Auth, Client, Session, TlsOptions, autodiscover, command_timeout};
+
+/// Items asked for per Sync response.
+pub const WINDOW_SIZE: u32 = 100;
+/// Sync rounds of one folder in one cycle at most (a server that never says "done" cannot
+/// keep the cycle going for ever).
+pub const MAX_ROUNDS: u32 = 10_000;
+/// The file under `data_dir/state/` caching the URL Autodiscover found.
+pub const SERVER_URL_FILE: &str = "server_url";
+/// Time limit of OPTIONS.
+const OPTIONS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a cycle stopped. Every message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Transport(#[from] transport::Error),
+    #[error("finding the server failed: {0}; or set account.server in the configuration")]
+    Autodiscover(#[from] autodiscover::Error),
+    #[error("local storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("the server answered {what} with status {status}: {hint}")]
+    Server {
+        what: &'static str,
+        status: String,
+        hint: String,
+    },
+    #[error(
+        "a remote wipe ordered by the server is pending ({0:?}): easyncd cannot carry out wipes \
+         yet; remove {1} to re-enroll once the data is wiped by hand"
+    )]
+    WipePending(WipeIntent, PathBuf),
+}
+
+impl EngineError {
+    /// What the engine would do next about this error (for transport errors).
+    pub fn reaction(&self) -> Option<Reaction> {
+        match self {
+            EngineError::Transport(e) => Some(reaction::react(
+                e,
+                0,
+                &transport::Backoff::default(),
+                SystemTime::now(),
+                0,
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Progress of one folder's sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The folder's display name.
+    pub folder: String,
+    pub class: SyncClass,
+    /// Items applied so far in this folder.
+    pub done: u64,
+    /// What GetItemEstimate said before the initial sync (None: not asked or no answer).
+    pub estimated: Option<u64>,
+}
+
+/// What one class went through in a cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassSummary {
+    pub folders: u32,
+    pub added: u64,
+    pub changed: u64,
+    pub deleted: u64,
+    /// Items skipped because they could not be converted (see the log).
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+/// What a cycle did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub url: String,
+    pub protocol_version: String,
+    pub classes: BTreeMap<SyncClass, ClassSummary>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "synced {} (ActiveSync {})",
+            self.url, self.protocol_version
+        )?;
+        for (class, s) in &self.classes {
+            writeln!(
+                f,
+                "  {:<9} {} folder(s): {} added, {} changed, {} deleted, {} failed, {} bytes",
+                class.as_str(),
+                s.folders,
+                s.added,
+                s.changed,
+                s.deleted,
+                s.failed,
+                s.bytes
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One configured account.
+pub struct Account {
+    config: config::Config,
+    state_file: StateFile,
+}
+
+/// The Enforcer while the device hooks (issue 5) do not exist: it enforces nothing, so it
+/// acknowledges every policy as not applied (3), and a wipe is persisted as an intent in
+/// the state before it is acknowledged.
+struct HonestEnforcer<'a> {
+    state_file: &'a StateFile,
+}
+
+impl Enforcer for HonestEnforcer<'_> {
+    fn apply(&mut self, _policy: &Policy) -> AckStatus {
+        log::warn!("the server's policy is acknowledged as not applied: no device hooks yet");
+        AckStatus::NotApplied
+    }
+
+    fn wipe_requested(&mut self, directive: WipeDirective) -> WipeStatus {
+        let intent = match directive {
+            WipeDirective::Full => WipeIntent::Full,
+            WipeDirective::AccountOnly => WipeIntent::AccountOnly,
+        };
+        let saved = self.state_file.load().and_then(|loaded| {
+            let mut state = loaded.into_state();
+            state.wipe_intent = Some(intent);
+            self.state_file.save(&state)
+        });
+        match saved {
+            Ok(()) => WipeStatus::Succeeded,
+            Err(e) => {
+                log::error!("cannot persist the wipe intent: {e}");
+                WipeStatus::Failed
+            }
+        }
+    }
+}
+
+fn sync_class(class: Class) -> SyncClass {
+    match class {
+        Class::Email => SyncClass::Email,
+        Class::Contacts => SyncClass::Contacts,
+        Class::Calendar => SyncClass::Calendar,
+        Class::Tasks => SyncClass::Tasks,
+        Class::Notes => SyncClass::Notes,
+    }
+}
+
+fn filter_type(age: AgeFilter) -> FilterType {
+    match age {
+        AgeFilter::All => FilterType::All,
+        AgeFilter::OneDay => FilterType::OneDay,
+        AgeFilter::ThreeDays => FilterType::ThreeDays,
+        AgeFilter::OneWeek => FilterType::OneWeek,
+        AgeFilter::TwoWeeks => FilterType::TwoWeeks,
+        AgeFilter::OneMonth => FilterType::OneMonth,
+        AgeFilter::ThreeMonths => FilterType::ThreeMonths,
+        AgeFilter::SixMonths => FilterType::SixMonths,
+    }
+}
+
+fn protocol(version: config::EasVersion) -> ProtocolVersion {
+    match version {
+        config::EasVersion::V12_1 => ProtocolVersion::V12_1,
+        config::EasVersion::V14_0 => ProtocolVersion::V14_0,
+        config::EasVersion::V14_1 => ProtocolVersion::V14_1,
+        config::EasVersion::V16_0 => ProtocolVersion::V16_0,
+        config::EasVersion::V16_1 => ProtocolVersion::V16_1,
+    }
+}
+
+/// The display-name path of folder `id` from the top (bounded against parent loops).
+fn folder_path<'s>(state: &'s AccountState, id: &str) -> Vec<&'s str> {
+    let mut path = Vec::new();
+    let mut current = state.folders.get(id);
+    while let Some(f) = current {
+        path.push(f.display_name.as_str());
+        if path.len() > 64 {
+            break;
+        }
+        current = state.folders.get(&f.parent_id);
+    }
+    path.reverse();
+    path
+}
+
+impl Account {
+    pub fn new(config: config::Config) -> Account {
+        let state_file = StateFile::new(config.data_dir());
+        Account { config, state_file }
+    }
+
+    pub fn config(&self) -> &config::Config {
+        &self.config
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.config.data_dir()
+    }
+
+    fn url_cache(&self) -> PathBuf {
+        self.data_dir().join("state").join(SERVER_URL_FILE)
+    }
+
+    /// The transport configuration for `url`.
+    fn transport_config(&self, url: &str) -> Result<transport::Config, EngineError> {
+        let account = self.config.account();
+        let device_id = self.config.device_id()?;
+        let mut t = transport::Config::new(url, &account.user, device_id);
+        t.domain = account.domain.clone();
+        t.auth = match &account.auth {
+            AuthSource::OAuth(_) => {
+                return Err(EngineError::Unsupported(
+                    "OAuth accounts are not supported by --once yet: use a password_file \
+                     account for now"
+                        .into(),
+                ));
+            }
+            _ => Auth::Basic {
+                password: transport::Secret::new(self.config.password()?.expose()),
+            },
+        };
+        t.device_type = self.config.device().device_type.clone();
+        t.query_form = match account.query_form {
+            config::QueryForm::Plain => transport::QueryForm::Plain,
+            config::QueryForm::Base64 => transport::QueryForm::Base64,
+        };
+        let tls = self.config.tls();
+        t.allow_insecure_http = tls.allow_insecure_http;
+        t.tls = TlsOptions {
+            ca_file: tls.ca_file.clone(),
+            pins: tls.pin_sha256.clone(),
+            client_cert: tls.client_cert.clone(),
+            client_key: tls.client_key.clone(),
+            ..TlsOptions::default()
+        };
+        Ok(t)
+    }
+
+    fn device_information(&self, user_agent: &str) -> DeviceInformation {
+        let d = self.config.device();
+        DeviceInformation {
+            model: d.model.clone(),
+            imei: d.imei.clone(),
+            friendly_name: d.friendly_name.clone(),
+            os: d.os.clone(),
+            os_language: d.os_language.clone(),
+            phone_number: d.phone_number.clone(),
+            user_agent: Some(user_agent.to_string()),
+            ..DeviceInformation::default()
+        }
+    }
+
+    /// The server URL: configured, cached from an earlier Autodiscover, or discovered now
+    /// (and cached).
+    fn server_url(&self) -> Result<String, EngineError> {
+        if let Some(url) = &self.config.account().server {
+            return Ok(url.clone());
+        }
+        let cache = self.url_cache();
+        if let Ok(url) = std::fs::read_to_string(&cache) {
+            let url = url.trim();
+            if !url.is_empty() {
+                return Ok(url.to_string());
+            }
+        }
+        let probe = self.transport_config("https://autodiscover.invalid/")?;
+        let discoverer = autodiscover::Discoverer::new(autodiscover::Options::from_config(&probe))?;
+        // Redirects that need a person's confirmation (plain-http redirect, SRV record) are
+        // refused: nobody is there to confirm them in --once.
+        let found = discoverer.discover(&self.config.account().email, &|url| {
+            log::warn!("autodiscover offers {url}, which needs confirmation: refused");
+            false
+        })?;
+        atomic::create_dir_all(
+            cache.parent().unwrap_or(self.data_dir()),
+            atomic::PRIVATE_DIR_MODE,
+        )?;
+        atomic::replace_file(
+            &cache,
+            format!("{}\n", found.url).as_bytes(),
+            PRIVATE_FILE_MODE,
+        )?;
+        Ok(found.url)
+    }
+
+    /// One full cycle: negotiate, provision, FolderSync, Sync every selected folder until
+    /// the server has nothing more.
+    ///
+    /// On failure the error is also recorded as the state's `last_error` (for `easyncctl
+    /// status`). A wipe ordered by the server ends the cycle with
+    /// [`EngineError::WipePending`] once its intent is saved and acknowledged.
+    pub fn run_once(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Summary, EngineError> {
+        let result = self.cycle(progress).map_err(|e| match e {
+            EngineError::Transport(transport::Error::RemoteWipe { account_only }) => {
+                let intent = if account_only {
+                    WipeIntent::AccountOnly
+                } else {
+                    WipeIntent::Full
+                };
+                EngineError::WipePending(intent, self.state_file.path().to_path_buf())
+            }
+            e => e,
+        });
+        if let Err(e) = &result {
+            let recorded = self.state_file.load().and_then(|loaded| {
+                let mut state = loaded.into_state();
+                state.set_last_error(Some(&e.to_string()));
+                if let EngineError::WipePending(intent, _) = e {
+                    state.wipe_intent = Some(*intent);
+                }
+                self.state_file.save(&state)
+            });
+            if let Err(store) = recorded {
+                log::warn!("the error could not be recorded in the state: {store}");
+            }
+        }
+        result
+    }
+
+    fn cycle(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Summary, EngineError> {
+        let loaded = self.state_file.load()?;
+        if let crate::store::state::Loaded::Recovered(_, e) = &loaded {
+            log::warn!("{e}");
+        }
+        let mut state = loaded.into_state();
+        if let Some(intent) = state.wipe_intent {
+            return Err(EngineError::WipePending(
+                intent,
+                self.state_file.path().to_path_buf(),
+            ));
+        }
+        let url = self.server_url()?;
+        let tconfig = self.transport_config(&url)?;
+        let user_agent = tconfig.user_agent.clone();
+        let client = Client::new(tconfig)?;
+        let mut session = Session::new(client, ProtocolVersion::V16_1);
+        session.set_policy_key(state.policy_key.as_deref().and_then(|k| k.parse().ok()));
+        let cap = self.config.account().protocol_version.map(protocol);
+        session.negotiate(cap, OPTIONS_TIMEOUT)?;
+        let version = session.state().version;
+        state.set_protocol(version);
+
+        let state_file = self.state_file.clone();
+        let mut enforcer = HonestEnforcer {
+            state_file: &state_file,
+        };
+        let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
+
+        self.folder_sync(&mut session, &mut prov, &mut state)?;
+
+        let mut summary = Summary {
+            url: session.state().url.clone(),
+            protocol_version: version.as_str().to_string(),
+            classes: BTreeMap::new(),
+        };
+        let selected: Vec<(String, Class)> = state
+            .folders
+            .iter()
+            .filter_map(|(id, f)| {
+                let class = Class::from(f.class?);
+                if class == Class::Notes && version < ProtocolVersion::V14_0 {
+                    log::info!(
+                        "folder {}: notes need ActiveSync 14.0 or later",
+                        f.display_name
+                    );
+                    return None;
+                }
+                (self.config.sync().syncs(sync_class(class))
+                    && self.config.sync().folder_selected(&folder_path(&state, id)))
+                .then(|| (id.clone(), class))
+            })
+            .collect();
+        for (id, class) in selected {
+            let applied =
+                self.sync_folder(&mut session, &mut prov, &mut state, &id, class, progress)?;
+            let s = summary.classes.entry(sync_class(class)).or_default();
+            s.folders += 1;
+            s.added += applied.added;
+            s.changed += applied.changed;
+            s.deleted += applied.deleted;
+            s.failed += applied.failed;
+            s.bytes += applied.bytes;
+        }
+        state.policy_key = session.state().policy_key.map(|k| k.to_string());
+        state.set_last_error(None);
+        self.state_file.save(&state)?;
+        Ok(summary)
+    }
+
+    /// FolderSync from the saved key; applies the changes to the state and saves it.
+    fn folder_sync(
+        &self,
+        session: &mut Session,
+        prov: &mut dyn transport::Provisioner,
+        state: &mut AccountState,
+    ) -> Result<(), EngineError> {
+        let key = state.folder_sync_key.clone();
+        let response = session.execute(
+            |s| folder::folder_sync_request(s.version, &key),
+            folder::read_folder_sync_response,
+            prov,
+            command_timeout(Command::FolderSync, None),
+        )?;
+        state.policy_key = session.state().policy_key.map(|k| k.to_string());
+        if response.status != FolderSyncStatus::Success {
+            return Err(EngineError::Server {
+                what: "FolderSync",
+                status: format!("{:?}", response.status),
+                hint: "try again later; if it persists, move the state folder aside to \
+                       re-enroll (a full resync follows)"
+                    .into(),
+            });
+        }
+        for change in response.changes {
+            match change {
+                FolderChange::Add(f) | FolderChange::Update(f) => {
+                    if let Some(existing) = state.folders.get_mut(&f.server_id) {
+                        existing.display_name = f.display_name.clone();
+                        existing.parent_id = f.parent_id.clone();
+                        continue;
+                    }
+                    let class = f
+                        .folder_type
+                        .class()
+                        .filter(|_| f.folder_type != FolderType::RecipientInfoCache);
+                    let local_dir = match class {
+                        Some(c) => {
+                            let taken = state
+                                .folders
+                                .values()
+                                .filter(|o| o.class.map(Class::from) == Some(c))
+                                .map(|o| o.local_dir.as_str());
+                            NameSet::with_taken(taken).unique(&f.display_name)
+                        }
+                        None => String::new(),
+                    };
+                    state.folders.insert(
+                        f.server_id.clone(),
+                        FolderState::new(
+                            &f.display_name,
+                            &f.parent_id,
+                            f.folder_type.code(),
+                            class,
+                            &local_dir,
+                        ),
+                    );
+                }
+                FolderChange::Delete { server_id } => {
+                    if let Some(gone) = state.folders.remove(&server_id) {
+                        if let Some(class) = gone.class.map(Class::from) {
+                            if names::is_safe_component(&gone.local_dir) {
+                                let dir = self
+                                    .data_dir()
+                                    .join(vdir::class_dir(class))
+                                    .join(&gone.local_dir);
+                                atomic::remove_dir_all(&dir)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(key) = response.sync_key {
+            state.folder_sync_key = key;
+        }
+        self.state_file.save(state)?;
+        Ok(())
+    }
+
+    fn sync_options(&self, class: Class) -> SyncOptions {
+        let settings = self.config.sync();
+        match class {
+            Class::Email => SyncOptions {
+                filter_type: Some(filter_type(settings.mail_age)),
+                body_preferences: vec![BodyPreference::new(BodyType::Mime)],
+                mime_support: Some(MimeSupport::Always),
+                // 8: the whole message, never truncated (a cut MIME message is unreadable).
+                mime_truncation: Some(8),
+            },
+            _ => SyncOptions {
+                filter_type: (class == Class::Calendar).then(|| filter_type(settings.calendar_age)),
+                body_preferences: vec![BodyPreference {
+                    truncation_size: settings.body_size_limit,
+                    ..BodyPreference::new(BodyType::PlainText)
+                }],
+                mime_support: None,
+                mime_truncation: None,
+            },
+        }
+    }
+
+    fn body_limit(&self) -> usize {
+        self.config
+            .sync()
+            .body_size_limit
+            .map_or(apply::DEFAULT_BODY_LIMIT, |l| l as usize)
+    }
+
+    /// Syncs one folder from its saved key until the server has nothing more.
+    fn sync_folder(
+        &self,
+        session: &mut Session,
+        prov: &mut dyn transport::Provisioner,
+        state: &mut AccountState,
+        id: &str,
+        class: Class,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Applied, EngineError> {
+        let Some(folder) = state.folders.get(id) else {
+            return Ok(Applied::default());
+        };
+        let display_name = folder.display_name.clone();
+        let mut key = folder.sync_key.clone();
+        let local_dir = folder.local_dir.clone();
+        let data_dir = self.data_dir().to_path_buf();
+        let options = self.sync_options(class);
+        let maildir = match class {
+            Class::Email => Some(Maildir::for_folder(&data_dir, &local_dir)?),
+            _ => None,
+        };
+        let mut applier = match &maildir {
+            Some(m) => FolderApplier::mail(state, &self.state_file, id, m),
+            None => FolderApplier::items(
+                state,
+                &self.state_file,
+                id,
+                class,
+                Vdir::for_folder(&data_dir, class, &local_dir, apply::extension(class))?,
+                self.body_limit(),
+            ),
+        };
+        let mut estimated = None;
+        for round in 0..MAX_ROUNDS {
+            let initial = key == sync::INITIAL_SYNC_KEY;
+            let mut collection = CollectionRequest::new(&key, id, class);
+            if !initial {
+                collection.get_changes = Some(true);
+                collection.window_size = Some(WINDOW_SIZE);
+                collection.options = Some(options.clone());
+            }
+            let request = SyncRequest {
+                collections: vec![collection],
+                ..SyncRequest::default()
+            };
+            let before = applier.applied.changes();
+            applier.header = None;
+            let outcome = session.execute(
+                |s| sync::request(s.version, &request),
+                |p| sync::read_response(p, &mut applier),
+                prov,
+                command_timeout(Command::Sync, None),
+            );
+            let failure = applier.failure.take();
+            // Items committed before the response broke are on disk: record them (the
+            // SyncKey stays where it was, so they come again and replace themselves). After
+            // a wipe was acknowledged the state file holds the intent, which this in-memory
+            // state lacks: it is not saved over it.
+            let wiped = matches!(&outcome, Err(transport::Error::RemoteWipe { .. }));
+            if (failure.is_some() || outcome.is_err()) && !wiped {
+                if let Err(e) = applier.save_items() {
+                    log::error!("{e}");
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
+            let response = match outcome? {
+                SyncOutcome::Unchanged => break,
+                SyncOutcome::Response(r) => r,
+            };
+            if response.status != sync::Status::Success {
+                return Err(sync_error(response.status));
+            }
+            let Some(header) = applier.header.clone() else {
+                break; // no collection in the answer: nothing more
+            };
+            if header.status() == sync::Status::InvalidSyncKey && applier.seen.is_none() {
+                // The server lost the folder's sync state: sync it again from "0"; what
+                // it does not send again is swept at the end.
+                log::warn!("folder {display_name}: the server lost its sync state: resyncing");
+                applier.seen = Some(HashSet::new());
+                key = sync::INITIAL_SYNC_KEY.to_string();
+                continue;
+            }
+            if header.status() != sync::Status::Success {
+                return Err(sync_error(header.status()));
+            }
+            let new_key = applier.sync_key.take().unwrap_or_else(|| key.clone());
+            if initial {
+                if new_key == sync::INITIAL_SYNC_KEY {
+                    return Err(EngineError::Server {
+                        what: "Sync",
+                        status: "1 without a new SyncKey".into(),
+                        hint: "the server did not start the folder's sync; try again later".into(),
+                    });
+                }
+                estimated = self.estimate(session, prov, &new_key, id, class, &options);
+            }
+            key = new_key;
+            progress(Progress {
+                folder: display_name.clone(),
+                class: sync_class(class),
+                done: applier.applied.added + applier.applied.changed,
+                estimated,
+            });
+            let progressed = applier.applied.changes() > before;
+            if !initial && !header.more_available && !progressed {
+                break;
+            }
+            if round + 1 == MAX_ROUNDS {
+                log::warn!("folder {display_name}: still more after {MAX_ROUNDS} rounds");
+            }
+        }
+        applier.sweep_unseen()?;
+        Ok(applier.applied)
+    }
+
+    /// GetItemEstimate for a folder after its first Sync; `None` when the server gives none.
+    fn estimate(
+        &self,
+        session: &mut Session,
+        prov: &mut dyn transport::Provisioner,
+        key: &str,
+        id: &str,
+        class: Class,
+        options: &SyncOptions,
+    ) -> Option<u64> {
+        let collection = EstimateCollection {
+            sync_key: key.to_string(),
+            collection_id: id.to_string(),
+            class: Some(class),
+            filter_type: options.filter_type,
+            conversation_mode: None,
+        };
+        let result = session.execute(
+            |s| estimate::request(s.version, std::slice::from_ref(&collection)),
+            estimate::read_response,
+            prov,
+            command_timeout(Command::GetItemEstimate, None),
+        );
+        match result {
+            Ok(r) => r
+                .estimates
+                .iter()
+                .find(|e| e.status == estimate::Status::Success)
+                .and_then(|e| e.estimate),
+            Err(e) => {
+                log::info!("no item estimate for folder {id}: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn sync_error(status: sync::Status) -> EngineError {
+    let hint = match status {
+        sync::Status::InvalidSyncKey => {
+            "the server lost this folder's sync state; move the state folder aside to \
+             re-enroll (a full resync follows)"
+        }
+        sync::Status::FolderHierarchyChanged => "the folder list changed: run --once again",
+        _ => "try again later; if it persists, report the server's behaviour",
+    };
+    EngineError::Server {
+        what: "Sync",
+        status: format!("{} ({status:?})", status.code()),
+        hint: hint.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_paths_walk_up_to_the_top_and_survive_loops() {
+        let mut state = AccountState::default();
+        for (id, parent, name) in [
+            ("1", "0", "Inbox"),
+            ("2", "1", "Projects"),
+            ("3", "4", "A"),
+            ("4", "3", "B"),
+        ] {
+            state.folders.insert(
+                id.into(),
+                FolderState::new(name, parent, 12, Some(Class::Email), name),
+            );
+        }
+        assert_eq!(folder_path(&state, "2"), ["Inbox", "Projects"]);
+        assert!(folder_path(&state, "3").len() <= 65, "a parent loop ends");
+        assert!(folder_path(&state, "none").is_empty());
+    }
+
+    #[test]
+    fn credentials_errors_park_the_account() {
+        let e = EngineError::Transport(transport::Error::Unauthorized {
+            credentials_expire_days: None,
+        });
+        assert!(matches!(
+            e.reaction(),
+            Some(Reaction::NeedsCredentials { .. })
+        ));
+        assert!(e.to_string().contains("password"), "{e}");
+        let store = EngineError::Unsupported("x".into());
+        assert_eq!(store.reaction(), None);
+    }
+
+    #[test]
+    fn age_filters_map_to_their_codes() {
+        for age in [
+            AgeFilter::All,
+            AgeFilter::OneDay,
+            AgeFilter::ThreeDays,
+            AgeFilter::OneWeek,
+            AgeFilter::TwoWeeks,
+            AgeFilter::OneMonth,
+            AgeFilter::ThreeMonths,
+            AgeFilter::SixMonths,
+        ] {
+            assert_eq!(filter_type(age).code(), age.filter_type());
+        }
+    }
+}

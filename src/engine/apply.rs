@@ -1,0 +1,783 @@
+//! Applies a Sync response to the store as it is read: the engine's [`SyncHandler`].
+//!
+//! Mail goes to Maildir (the MIME body streamed straight into a delivery, `email:Read` and
+//! `email:Flag` as the flags `S` and `F`); contacts, calendar, tasks and notes are collected
+//! into a bounded buffer, converted (`store::vcard`, `store::ical`, `store::note`) and
+//! written as one vdir file each. Every item is committed before the next one is read, and
+//! the collection's new SyncKey is saved only in [`SyncHandler::end_collection`], after
+//! every item of the response is durable. Items are keyed by ServerId, so applying the same
+//! response twice changes nothing. A conversion error for one item is logged and counted;
+//! a store error stops the folder (the SyncKey does not move).
+
+use std::collections::HashSet;
+use std::io;
+use std::path::Path;
+
+use crate::eas;
+use crate::eas::item::{BodyType, Class, LargeValue};
+use crate::eas::parse::Node;
+use crate::eas::sink::Sink;
+use crate::eas::sync::{
+    ClientResponse, CollectionHeader, ServerChange, ServerItem, Status, SyncHandler,
+};
+use crate::store::atomic::StoreError;
+use crate::store::maildir::{Delivery, Flags, Maildir};
+use crate::store::state::{AccountState, Fingerprint, ItemEntry, StateFile};
+use crate::store::vdir::Vdir;
+use crate::store::{ical, note, vcard};
+use crate::wbxml::Tag;
+use crate::wbxml::tags::cp;
+
+/// The body buffer of contacts, calendar items, tasks and notes when `sync.body_size_limit`
+/// is not set.
+pub const DEFAULT_BODY_LIMIT: usize = 512 * 1024;
+
+const EMAIL_READ: Tag = Tag::named(cp::EMAIL, "Read");
+const EMAIL_FLAG: Tag = Tag::named(cp::EMAIL, "Flag");
+const EMAIL_FLAG_STATUS: Tag = Tag::named(cp::EMAIL, "Status");
+const CALENDAR_UID: Tag = Tag::named(cp::CALENDAR, "UID");
+
+/// What one folder's Sync responses did, counted as they are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub added: u64,
+    pub changed: u64,
+    pub deleted: u64,
+    /// Items that could not be converted or had no content (logged, skipped).
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+impl Applied {
+    /// Changes of any kind (what counts as progress of a Sync round).
+    pub fn changes(&self) -> u64 {
+        self.added + self.changed + self.deleted + self.failed
+    }
+}
+
+/// A value collected in memory up to a limit (the rest is counted, not kept).
+#[derive(Debug, Default)]
+struct Bounded {
+    data: Vec<u8>,
+    limit: usize,
+    overflow: bool,
+}
+
+impl Bounded {
+    fn reset(&mut self, limit: usize) {
+        self.data.clear();
+        self.limit = limit;
+        self.overflow = false;
+    }
+
+    /// The text kept (cut on a character boundary when it overflowed).
+    fn text(&self) -> Option<String> {
+        if self.data.is_empty() {
+            return None;
+        }
+        let text = match std::str::from_utf8(&self.data) {
+            Ok(t) => t.to_string(),
+            Err(e) if self.overflow && e.error_len().is_none() => {
+                String::from_utf8_lossy(&self.data[..e.valid_up_to()]).into_owned()
+            }
+            Err(_) => String::from_utf8_lossy(&self.data).into_owned(),
+        };
+        Some(text)
+    }
+}
+
+impl Sink for Bounded {
+    fn chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        let room = self.limit.saturating_sub(self.data.len());
+        if data.len() > room {
+            self.overflow = true;
+        }
+        self.data.extend_from_slice(&data[..data.len().min(room)]);
+        Ok(())
+    }
+}
+
+/// Where the items of one folder go.
+enum Target<'m> {
+    Mail {
+        maildir: &'m Maildir,
+        pending: Option<Delivery<'m>>,
+    },
+    Items {
+        vdir: Vdir,
+        body: Bounded,
+        picture: Bounded,
+    },
+}
+
+/// The [`SyncHandler`] for one folder.
+pub struct FolderApplier<'m> {
+    state: &'m mut AccountState,
+    state_file: &'m StateFile,
+    collection_id: String,
+    class: Class,
+    body_limit: usize,
+    target: Target<'m>,
+    /// What was applied so far.
+    pub applied: Applied,
+    /// The new SyncKey of the last response (saved).
+    pub sync_key: Option<String>,
+    /// The last response's collection header.
+    pub header: Option<CollectionHeader>,
+    /// A store error that stopped the response (the SyncKey did not move).
+    pub failure: Option<StoreError>,
+    /// During a full resync (after Sync status 3): the ServerIds the server sent, so that
+    /// [`FolderApplier::sweep_unseen`] can drop the items it no longer has.
+    pub seen: Option<HashSet<String>>,
+}
+
+/// The file extension of a vdir class.
+pub fn extension(class: Class) -> &'static str {
+    match class {
+        Class::Contacts => crate::store::vdir::VCARD_EXTENSION,
+        Class::Calendar | Class::Tasks => crate::store::vdir::ICALENDAR_EXTENSION,
+        Class::Notes | Class::Email => "txt",
+    }
+}
+
+impl<'m> FolderApplier<'m> {
+    /// A handler for mail folder `collection_id`, delivering into `maildir`.
+    pub fn mail(
+        state: &'m mut AccountState,
+        state_file: &'m StateFile,
+        collection_id: &str,
+        maildir: &'m Maildir,
+    ) -> Self {
+        Self::new(
+            state,
+            state_file,
+            collection_id,
+            Class::Email,
+            0,
+            Target::Mail {
+                maildir,
+                pending: None,
+            },
+        )
+    }
+
+    /// A handler for a contacts, calendar, tasks or notes folder stored in `vdir`, bodies
+    /// kept up to `body_limit` bytes.
+    pub fn items(
+        state: &'m mut AccountState,
+        state_file: &'m StateFile,
+        collection_id: &str,
+        class: Class,
+        vdir: Vdir,
+        body_limit: usize,
+    ) -> Self {
+        Self::new(
+            state,
+            state_file,
+            collection_id,
+            class,
+            body_limit,
+            Target::Items {
+                vdir,
+                body: Bounded::default(),
+                picture: Bounded::default(),
+            },
+        )
+    }
+
+    fn new(
+        state: &'m mut AccountState,
+        state_file: &'m StateFile,
+        collection_id: &str,
+        class: Class,
+        body_limit: usize,
+        target: Target<'m>,
+    ) -> Self {
+        FolderApplier {
+            state,
+            state_file,
+            collection_id: collection_id.to_string(),
+            class,
+            body_limit,
+            target,
+            applied: Applied::default(),
+            sync_key: None,
+            header: None,
+            failure: None,
+            seen: None,
+        }
+    }
+
+    /// Saves the state as it is (the item map of what is on disk; the folder's SyncKey only
+    /// moves in [`SyncHandler::end_collection`]).
+    pub fn save_items(&self) -> Result<(), StoreError> {
+        self.state_file.save(self.state)
+    }
+
+    /// After a full resync: removes the items the server did not send again (it deleted
+    /// them while the folder's sync state was lost), then saves the state.
+    pub fn sweep_unseen(&mut self) -> Result<u64, StoreError> {
+        let Some(seen) = self.seen.take() else {
+            return Ok(0);
+        };
+        let Some(folder) = self.state.folders.get_mut(&self.collection_id) else {
+            return Ok(0);
+        };
+        let gone: Vec<String> = folder
+            .items
+            .iter()
+            .filter(|(id, _)| !seen.contains(*id))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        for id in &gone {
+            match &self.target {
+                Target::Mail { maildir, .. } => maildir.remove_item(&mut folder.items, id)?,
+                Target::Items { vdir, .. } => vdir.remove_item(&mut folder.items, id)?,
+            };
+        }
+        self.applied.deleted += gone.len() as u64;
+        self.state_file.save(self.state)?;
+        Ok(gone.len() as u64)
+    }
+
+    /// Records a store error and turns it into the error that stops reading.
+    fn fail(&mut self, error: StoreError) -> eas::Error {
+        let message = error.to_string();
+        self.failure = Some(error);
+        eas::Error::Sink(io::Error::other(message))
+    }
+
+    fn apply(&mut self, change: ServerChange) -> Result<(), StoreError> {
+        let Some(folder) = self.state.folders.get_mut(&self.collection_id) else {
+            return Ok(()); // the folder left the state: nothing to apply to
+        };
+        if let (Some(seen), ServerChange::Add(item) | ServerChange::Change(item)) =
+            (&mut self.seen, &change)
+        {
+            seen.insert(item.server_id.clone());
+        }
+        let map = &mut folder.items;
+        match (&mut self.target, change) {
+            (
+                _,
+                ServerChange::Delete { server_id, .. } | ServerChange::SoftDelete { server_id },
+            ) => {
+                let known = map.get(&server_id).is_some();
+                match &self.target {
+                    Target::Mail { maildir, .. } => maildir.remove_item(map, &server_id)?,
+                    Target::Items { vdir, .. } => vdir.remove_item(map, &server_id)?,
+                };
+                if known {
+                    self.applied.deleted += 1;
+                }
+            }
+            (
+                Target::Mail { maildir, pending },
+                ServerChange::Add(item) | ServerChange::Change(item),
+            ) => {
+                let known = map.get(&item.server_id).map(|e| e.fingerprint);
+                let old_flags = match known {
+                    Some(Fingerprint::Flags(bits)) => Flags::from_bits(bits),
+                    _ => Flags::NONE,
+                };
+                let flags = mail_flags(item.data.as_ref().map(|d| &d.node), old_flags);
+                match pending.take() {
+                    Some(delivery) => {
+                        let len = delivery.len();
+                        if known.is_some() {
+                            delivery.commit_item(map, &item.server_id, flags)?;
+                        } else {
+                            // A name made from the ServerId: should the state be lost after
+                            // this commit (a crash before the SyncKey is saved), the replayed
+                            // item replaces this file instead of adding a copy.
+                            let message = delivery.commit_as(&mail_name(&item.server_id), flags)?;
+                            map.insert(
+                                &item.server_id,
+                                ItemEntry {
+                                    local: message.id,
+                                    fingerprint: Fingerprint::Flags(flags.bits()),
+                                },
+                            )?;
+                        }
+                        self.applied.bytes += len;
+                        count(&mut self.applied, known.is_some());
+                    }
+                    None => match map.get(&item.server_id).map(|e| e.local.clone()) {
+                        Some(local) => {
+                            maildir.set_flags(&local, flags)?;
+                            map.insert(
+                                &item.server_id,
+                                ItemEntry {
+                                    local,
+                                    fingerprint: Fingerprint::Flags(flags.bits()),
+                                },
+                            )?;
+                            self.applied.changed += 1;
+                        }
+                        None => {
+                            log::warn!(
+                                "mail {} came without its message (MIME): skipped",
+                                item.server_id
+                            );
+                            self.applied.failed += 1;
+                        }
+                    },
+                }
+            }
+            (
+                Target::Items {
+                    vdir,
+                    body,
+                    picture,
+                },
+                ServerChange::Add(item) | ServerChange::Change(item),
+            ) => {
+                let known = map.get(&item.server_id).is_some();
+                let existing_uid = map
+                    .get(&item.server_id)
+                    .and_then(|e| read_uid(&vdir.root().join(&e.local)));
+                let body_text = body.text();
+                // A cut picture is a broken image: without it the card is still right.
+                let picture_text = if picture.overflow {
+                    log::warn!(
+                        "the picture of {} is over the limit: left out",
+                        item.server_id
+                    );
+                    None
+                } else {
+                    picture.text()
+                };
+                body.reset(self.body_limit);
+                picture.reset(self.body_limit);
+                let ctx = vcard::FromServer {
+                    server_id: &item.server_id,
+                    uid: existing_uid.as_deref(),
+                    body: body_text.as_deref(),
+                    picture: picture_text.as_deref(),
+                };
+                match convert(self.class, &item, &ctx) {
+                    Ok(text) => {
+                        let server_uid = item
+                            .data
+                            .as_ref()
+                            .and_then(|d| d.node.child_text(CALENDAR_UID))
+                            .map(str::to_string);
+                        let uid = existing_uid.or(server_uid);
+                        let mut writer = vdir.begin_item(map, &item.server_id, uid.as_deref())?;
+                        let name = writer.name().to_string();
+                        std::io::Write::write_all(&mut writer, text.as_bytes())
+                            .map_err(|e| StoreError::io("write", vdir.root().join(&name), e))?;
+                        writer.commit_item(map, &item.server_id)?;
+                        self.applied.bytes += text.len() as u64;
+                        count(&mut self.applied, known);
+                    }
+                    Err(message) => {
+                        log::warn!(
+                            "{} item {} in folder {} not stored: {message}",
+                            self.class.as_str(),
+                            item.server_id,
+                            self.collection_id
+                        );
+                        self.applied.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Maildir unique name of the mail with ServerId `server_id` (one name per ServerId
+/// within a folder, no `:` or `/`).
+pub fn mail_name(server_id: &str) -> String {
+    format!("eas-{}", crate::store::names::item_file_stem(server_id))
+}
+
+/// Starts delivering a message into `maildir`; a store error is kept in `failure` (the
+/// item then comes without its message and the response stops at the next step).
+fn start_delivery<'a, 'm>(
+    maildir: &'m Maildir,
+    pending: &'a mut Option<Delivery<'m>>,
+    failure: &mut Option<StoreError>,
+) -> Option<&'a mut dyn Sink> {
+    match maildir.begin_delivery() {
+        Ok(delivery) => {
+            *pending = Some(delivery);
+            pending.as_mut().map(|d| d as &mut dyn Sink)
+        }
+        Err(e) => {
+            *failure = Some(e);
+            *pending = None;
+            None
+        }
+    }
+}
+
+fn count(applied: &mut Applied, known: bool) {
+    if known {
+        applied.changed += 1;
+    } else {
+        applied.added += 1;
+    }
+}
+
+/// The Maildir flags an email item's properties ask for; properties it lacks keep `old`.
+pub fn mail_flags(node: Option<&Node>, old: Flags) -> Flags {
+    let Some(node) = node else {
+        return old;
+    };
+    let mut flags = old;
+    if let Some(read) = node.child_text(EMAIL_READ) {
+        flags = flags.with(Flags::SEEN, read.trim() == "1");
+    }
+    if let Some(flag) = node.child(EMAIL_FLAG) {
+        // Status 2 is an active flag; 1 (complete) and an empty Flag clear it.
+        let active = flag.child_text(EMAIL_FLAG_STATUS).map(str::trim) == Some("2");
+        flags = flags.with(Flags::FLAGGED, active);
+    }
+    flags
+}
+
+/// The file text of a contacts, calendar, tasks or notes item.
+fn convert(class: Class, item: &ServerItem, ctx: &vcard::FromServer) -> Result<String, String> {
+    let Some(data) = item.data.as_ref() else {
+        return Err("the server sent no ApplicationData".into());
+    };
+    let node = &data.node;
+    match class {
+        Class::Contacts => Ok(vcard::contact_to_vcard(node, ctx)),
+        Class::Calendar => ical::event_to_ical(node, ctx).map_err(|e| e.0),
+        Class::Tasks => ical::task_to_ical(node, ctx).map_err(|e| e.0),
+        Class::Notes => Ok(note::note_to_text(node, ctx)),
+        Class::Email => Err("mail is not a vdir class".into()),
+    }
+}
+
+/// The UID of an existing vCard/iCalendar file (the first `UID:` line), if any.
+fn read_uid(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(vcard::MAX_FILE_LEN as u64)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.split(';').next()?.trim();
+        (name.eq_ignore_ascii_case("UID") && !value.trim().is_empty())
+            .then(|| value.trim().to_string())
+    })
+}
+
+impl SyncHandler for FolderApplier<'_> {
+    fn server_change(&mut self, collection_id: &str, change: ServerChange) -> eas::Result<()> {
+        if collection_id != self.collection_id {
+            log::warn!("Sync answered for collection {collection_id}, not asked: ignored");
+            return Ok(());
+        }
+        if let Some(e) = &self.failure {
+            return Err(eas::Error::Sink(io::Error::other(e.to_string())));
+        }
+        self.apply(change).map_err(|e| self.fail(e))
+    }
+
+    fn client_response(
+        &mut self,
+        _collection_id: &str,
+        response: ClientResponse,
+    ) -> eas::Result<()> {
+        log::debug!("unexpected answer to a client change: {response:?}");
+        Ok(())
+    }
+
+    fn body_sink(
+        &mut self,
+        collection_id: &str,
+        _server_id: &str,
+        value: &LargeValue,
+    ) -> Option<&mut dyn Sink> {
+        if collection_id != self.collection_id {
+            return None;
+        }
+        let body_limit = self.body_limit;
+        match (&mut self.target, value) {
+            (
+                Target::Mail { maildir, pending },
+                LargeValue::Mime
+                | LargeValue::Body {
+                    body_type: None | Some(BodyType::Mime),
+                },
+            ) => start_delivery(maildir, pending, &mut self.failure),
+            (Target::Items { body, .. }, LargeValue::Body { .. }) => {
+                body.reset(body_limit);
+                Some(body)
+            }
+            (Target::Items { picture, .. }, LargeValue::Picture) => {
+                picture.reset(body_limit);
+                Some(picture)
+            }
+            _ => None,
+        }
+    }
+
+    fn end_collection(&mut self, header: &CollectionHeader) -> eas::Result<()> {
+        self.header = Some(header.clone());
+        if let Some(e) = &self.failure {
+            return Err(eas::Error::Sink(io::Error::other(e.to_string())));
+        }
+        if header.collection_id != self.collection_id || header.status() != Status::Success {
+            return Ok(());
+        }
+        let Some(key) = header.sync_key.clone() else {
+            return Ok(());
+        };
+        if let Some(folder) = self.state.folders.get_mut(&self.collection_id) {
+            folder.sync_key = key.clone();
+        }
+        // Every item of this response is committed: only now may the key move forward.
+        if let Err(e) = self.state_file.save(self.state) {
+            return Err(self.fail(e));
+        }
+        self.sync_key = Some(key);
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "xml"))]
+mod tests {
+    use super::*;
+    use crate::eas::sync::read_response;
+    use crate::eas::testutil::{parser, wbxml_from_xml};
+    use crate::store::atomic::testdir::TestDir;
+    use crate::store::state::FolderState;
+
+    // LF only: XML turns a CR LF in the fixture's text into LF.
+    const MIME_1: &str = "From: a@example.com\nSubject: one\n\nfirst\n";
+    const MIME_2: &str = "From: b@example.com\nSubject: two\n\nsecond\n";
+
+    fn response(key: &str, id: &str, commands: &str) -> Vec<u8> {
+        wbxml_from_xml(&format!(
+            "<Sync xmlns=\"AirSync:\" xmlns:airsyncbase=\"AirSyncBase:\" xmlns:email=\"Email:\" \
+             xmlns:contacts=\"Contacts:\">
+  <Collections>
+    <Collection>
+      <SyncKey>{key}</SyncKey>
+      <CollectionId>{id}</CollectionId>
+      <Status>1</Status>
+      <Commands>{commands}</Commands>
+    </Collection>
+  </Collections>
+</Sync>"
+        ))
+    }
+
+    fn mail_add(server_id: &str, read: &str, flag: &str, mime: &str) -> String {
+        format!(
+            "<Add><ServerId>{server_id}</ServerId><ApplicationData>\
+             <email:Subject>s</email:Subject><email:Read>{read}</email:Read>\
+             <airsyncbase:Body><airsyncbase:Type>4</airsyncbase:Type>\
+             <airsyncbase:Data>{mime}</airsyncbase:Data></airsyncbase:Body>{flag}\
+             </ApplicationData></Add>"
+        )
+    }
+
+    fn state_with(id: &str, class: Class) -> AccountState {
+        let mut state = AccountState::default();
+        state
+            .folders
+            .insert(id.into(), FolderState::new("F", "0", 2, Some(class), "F"));
+        state
+    }
+
+    /// (name under cur/ or new/, content) of every message.
+    fn messages(maildir: &Maildir) -> Vec<(String, String)> {
+        let mut out: Vec<_> = maildir
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|m| {
+                let name = m.path.file_name().unwrap().to_string_lossy().into_owned();
+                let sub = m
+                    .path
+                    .parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (
+                    format!("{sub}/{name}"),
+                    std::fs::read_to_string(&m.path).unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn apply_mail(
+        state: &mut AccountState,
+        file: &StateFile,
+        maildir: &Maildir,
+        bytes: &[u8],
+    ) -> (Applied, Option<StoreError>) {
+        let mut applier = FolderApplier::mail(state, file, "5", maildir);
+        let result = read_response(&mut parser(bytes), &mut applier);
+        assert_eq!(result.is_ok(), applier.failure.is_none(), "{result:?}");
+        (applier.applied, applier.failure)
+    }
+
+    #[test]
+    fn mail_batch_applied_twice_changes_nothing_and_saves_the_key() {
+        let t = TestDir::new("apply-mail");
+        let file = StateFile::new(t.path());
+        let mut state = state_with("5", Class::Email);
+        let maildir = Maildir::for_folder(t.path(), "F").unwrap();
+        let flag = "<email:Flag><email:Status>2</email:Status></email:Flag>";
+        let batch = response(
+            "k1",
+            "5",
+            &(mail_add("5:1", "1", flag, MIME_1) + &mail_add("5:2", "0", "", MIME_2)),
+        );
+        let (applied, failure) = apply_mail(&mut state, &file, &maildir, &batch);
+        assert!(failure.is_none());
+        assert_eq!((applied.added, applied.changed), (2, 0));
+        assert_eq!(applied.bytes, (MIME_1.len() + MIME_2.len()) as u64);
+        let first = messages(&maildir);
+        assert_eq!(first.len(), 2);
+        assert!(
+            first
+                .iter()
+                .any(|(n, c)| n.starts_with("cur/") && n.ends_with(":2,FS") && c == MIME_1)
+        );
+        assert!(
+            first
+                .iter()
+                .any(|(n, c)| n.starts_with("new/") && c == MIME_2)
+        );
+        let saved = file.load().unwrap().into_state();
+        assert_eq!(saved.folders["5"].sync_key, "k1");
+        assert_eq!(saved.folders["5"].items.len(), 2);
+
+        // The same batch again (e.g. the key was lost in a crash): nothing new.
+        let (applied, _) = apply_mail(&mut state, &file, &maildir, &batch);
+        assert_eq!((applied.added, applied.changed), (0, 2));
+        assert_eq!(messages(&maildir), first);
+
+        // As after a crash that lost the state's item map: the replay replaces, never adds.
+        let mut forgotten = state_with("5", Class::Email);
+        let (applied, _) = apply_mail(&mut forgotten, &file, &maildir, &batch);
+        assert_eq!(applied.added, 2);
+        assert_eq!(messages(&maildir), first);
+
+        // A flag-only change keeps the other flags; a delete removes the message.
+        let next = response(
+            "k2",
+            "5",
+            "<Change><ServerId>5:2</ServerId><ApplicationData><email:Read>1</email:Read>\
+             </ApplicationData></Change><Delete><ServerId>5:1</ServerId></Delete>\
+             <SoftDelete><ServerId>5:unknown</ServerId></SoftDelete>",
+        );
+        let (applied, _) = apply_mail(&mut state, &file, &maildir, &next);
+        assert_eq!((applied.changed, applied.deleted), (1, 1));
+        let now = messages(&maildir);
+        assert_eq!(now.len(), 1);
+        assert!(
+            now[0].0.starts_with("cur/") && now[0].0.ends_with(":2,S"),
+            "{now:?}"
+        );
+        assert_eq!(now[0].1, MIME_2);
+        assert_eq!(
+            file.load().unwrap().into_state().folders["5"].sync_key,
+            "k2"
+        );
+    }
+
+    #[test]
+    fn a_store_error_keeps_the_old_key() {
+        let t = TestDir::new("apply-fail");
+        let file = StateFile::new(t.path());
+        let mut state = state_with("9", Class::Contacts);
+        file.save(&state).unwrap();
+        let vdir = Vdir::for_folder(t.path(), Class::Contacts, "F", "vcf").unwrap();
+        std::fs::remove_dir_all(vdir.root()).unwrap();
+        let batch = response(
+            "k1",
+            "9",
+            "<Add><ServerId>9:1</ServerId><ApplicationData>\
+             <contacts:FirstName>Jane</contacts:FirstName></ApplicationData></Add>",
+        );
+        let mut applier = FolderApplier::items(&mut state, &file, "9", Class::Contacts, vdir, 1024);
+        assert!(read_response(&mut parser(&batch), &mut applier).is_err());
+        assert!(applier.failure.is_some());
+        assert_eq!(applier.sync_key, None);
+        let saved = file.load().unwrap().into_state();
+        assert_eq!(saved.folders["9"].sync_key, "0", "the key did not move");
+    }
+
+    #[test]
+    fn contacts_are_written_keeping_their_uid_and_bad_items_are_counted() {
+        let t = TestDir::new("apply-contacts");
+        let file = StateFile::new(t.path());
+        let mut state = state_with("9", Class::Contacts);
+        let open = || Vdir::for_folder(t.path(), Class::Contacts, "F", "vcf").unwrap();
+        let batch = |key: &str, name: &str| {
+            response(
+                key,
+                "9",
+                &format!(
+                    "<Add><ServerId>9:1</ServerId><ApplicationData>\
+                     <contacts:FirstName>{name}</contacts:FirstName>\
+                     <airsyncbase:Body><airsyncbase:Type>1</airsyncbase:Type>\
+                     <airsyncbase:Data>a long note that the limit cuts</airsyncbase:Data>\
+                     </airsyncbase:Body></ApplicationData></Add>\
+                     <Add><ServerId>9:2</ServerId></Add>"
+                ),
+            )
+        };
+        let mut applier = FolderApplier::items(&mut state, &file, "9", Class::Contacts, open(), 6);
+        read_response(&mut parser(&batch("k1", "Jane")), &mut applier).unwrap();
+        assert_eq!((applier.applied.added, applier.applied.failed), (1, 1));
+        let entries = open().list().unwrap();
+        assert_eq!(entries.len(), 1);
+        let path = open().root().join(&entries[0].name);
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert!(first.contains("Jane") && first.contains("a long") && !first.contains("cuts"));
+        // Give the file a UID of its own: a change from the server keeps it.
+        assert!(first.contains("UID:easync-9:1\r\n"), "{first}");
+        let with_uid = first.replace("UID:easync-9:1", "UID:device-made-uid");
+        std::fs::write(&path, &with_uid).unwrap();
+        let mut applier = FolderApplier::items(&mut state, &file, "9", Class::Contacts, open(), 6);
+        read_response(&mut parser(&batch("k2", "Janet")), &mut applier).unwrap();
+        assert_eq!(applier.applied.changed, 1);
+        let second = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            second.contains("Janet") && second.contains("UID:device-made-uid"),
+            "{second}"
+        );
+        assert_eq!(open().list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn flags_from_properties() {
+        let read = |v: &str| crate::eas::item::text_node(EMAIL_READ, v);
+        let node = |children| {
+            crate::eas::item::container(Tag::named(cp::AIRSYNC, "ApplicationData"), children)
+        };
+        assert_eq!(mail_flags(None, Flags::FLAGGED), Flags::FLAGGED);
+        assert_eq!(
+            mail_flags(Some(&node(vec![read("1")])), Flags::FLAGGED),
+            Flags::FLAGGED | Flags::SEEN
+        );
+        assert_eq!(
+            mail_flags(Some(&node(vec![read("0")])), Flags::SEEN),
+            Flags::NONE
+        );
+        let cleared = crate::eas::item::container(EMAIL_FLAG, vec![]);
+        assert_eq!(
+            mail_flags(Some(&node(vec![cleared])), Flags::FLAGGED),
+            Flags::NONE
+        );
+    }
+}

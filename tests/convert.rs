@@ -851,3 +851,37 @@ fn writing_the_same_task_twice_gives_the_same_bytes() {
     let second = easync::store::ical::task_to_ical(&node, &ctx).unwrap();
     assert_eq!(first, second);
 }
+
+#[test]
+fn an_all_year_utc_zone_is_written_as_utc_times() {
+    // SOGo sends a time zone blob of all zeros: UTC with no daylight saving.
+    use base64::Engine as _;
+    let blob = base64::engine::general_purpose::STANDARD.encode([0u8; 172]);
+    let xml = format!(
+        "<Sync xmlns=\"AirSync:\" xmlns:calendar=\"Calendar:\"><ApplicationData>\
+         <calendar:Timezone>{blob}</calendar:Timezone>\
+         <calendar:StartTime>20261126T090000Z</calendar:StartTime>\
+         <calendar:EndTime>20261126T100000Z</calendar:EndTime>\
+         <calendar:Subject>Standup</calendar:Subject>\
+         </ApplicationData></Sync>"
+    );
+    let doc = easync::wbxml::xml::encode::encode(xml.as_bytes(), Vec::new()).unwrap();
+    let mut p = easync::eas::Parser::new(&doc[..], easync::eas::ProtocolVersion::V14_1);
+    p.root(easync::wbxml::Tag::named(
+        easync::wbxml::tags::cp::AIRSYNC,
+        "Sync",
+    ))
+    .unwrap();
+    let child = p.next_child().unwrap().unwrap();
+    let node = p.tree(child).unwrap();
+    let ctx = easync::store::vcard::FromServer {
+        server_id: "8:1",
+        uid: None,
+        body: None,
+        picture: None,
+    };
+    let ics = easync::store::ical::event_to_ical(&node, &ctx).unwrap();
+    assert!(!ics.contains("VTIMEZONE"), "{ics}");
+    assert!(ics.contains("DTSTART:20261126T090000Z"), "{ics}");
+    assert!(ics.contains("DTEND:20261126T100000Z"), "{ics}");
+}

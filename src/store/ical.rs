@@ -661,21 +661,23 @@ fn calendar_file(components: Vec<String>) -> String {
     out
 }
 
-/// Converts a calendar item's ApplicationData into an iCalendar file. Exceptions' own
 /// The DTSTAMP of a file written from an item the server gave no stamp (tasks never have
 /// one): the Unix epoch, so that writing the same item twice gives the same bytes.
 fn fixed_stamp() -> DateTime {
     DateTime::from_timestamp(0).unwrap_or_else(DateTime::now_utc)
 }
 
-/// bodies are not carried (they arrive streamed with the item's).
+/// Converts a calendar item's ApplicationData into an iCalendar file. Exceptions' own
+/// bodies are not carried (they arrive streamed with the item's). A time zone that is UTC
+/// all year (zero offsets, no daylight saving; SOGo sends one) is written as UTC times
+/// rather than as a VTIMEZONE of its own.
 pub fn event_to_ical(data: &Node, ctx: &FromServer) -> Result<String, FormatError> {
     let tz = match nonempty(data, TIMEZONE) {
         Some(blob) => Some(TimeZone::from_base64(blob)?),
         None => None,
     };
     let writer = TimeWriter {
-        tz: tz.map(|tz| {
+        tz: tz.filter(|tz| !tz.is_utc()).map(|tz| {
             let id = tz.tzid();
             (tz, id)
         }),

@@ -425,6 +425,11 @@ impl TimeZone {
         base64::engine::general_purpose::STANDARD.encode(self.to_bytes())
     }
 
+    /// Whether the zone is UTC all year: no offset and no daylight saving.
+    pub fn is_utc(&self) -> bool {
+        self.bias == 0 && self.standard_bias == 0 && !self.has_dst()
+    }
+
     /// Whether the zone observes daylight saving time.
     pub fn has_dst(&self) -> bool {
         self.standard_date.month != 0 && self.daylight_date.month != 0

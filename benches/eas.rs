@@ -28,7 +28,10 @@ use easync::wbxml::{FromStd, Tag, Writer};
 
 #[path = "common/alloc.rs"]
 mod alloc;
+#[path = "common/rng.rs"]
+mod rng;
 use alloc::{heap_high_water, thread_high_water};
+use rng::{ASCII_WORDS as WORDS, Rng};
 
 /// Timed reads per Sync input; the fastest counts.
 const READ_RUNS: usize = 5;
@@ -40,79 +43,6 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
 // Inputs.
-
-/// A small fixed-seed generator (SplitMix64): the inputs are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
-const WORDS: &[&str] = &[
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "meeting",
-    "project",
-    "report",
-    "please",
-    "review",
-    "attached",
-    "budget",
-    "schedule",
-    "tomorrow",
-    "morning",
-    "thanks",
-    "regards",
-    "update",
-    "quarterly",
-    "numbers",
-    "draft",
-    "final",
-    "team",
-    "customer",
-    "release",
-    "server",
-    "device",
-    "sync",
-    "policy",
-    "folder",
-    "message",
-    "a",
-    "is",
-    "we",
-    "will",
-    "can",
-    "you",
-    "for",
-    "on",
-    "with",
-    "this",
-    "that",
-    "from",
-    "über",
-    "Grüße",
-    "café",
-    "€",
-    "東京",
-];
 
 const NAMES: &[&str] = &[
     "Alice Martin",

@@ -72,6 +72,7 @@ pub fn react(
         | Error::RequestBody(_)
         | Error::Token(_) => Reaction::Retry { after: wait(None) },
         Error::Http { status } if *status >= 500 => Reaction::Retry { after: wait(None) },
+        Error::Cancelled => Reaction::Retry { after: Duration::ZERO },
         Error::Protocol(_) => Reaction::Retry { after: wait(None) },
         Error::NeedsProvisioning
         | Error::ProvisioningLoop { .. }

@@ -10,8 +10,9 @@ use base64::Engine as _;
 use ureq::SendBody;
 use ureq::http;
 use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector};
 
+use super::cancel::{CancellableTcpConnector, CancelledIo, Canceller, Registry, cancelled_io};
 use super::config::{Auth, Config, TlsOptions};
 use super::error::{Error, Result};
 use super::query::{self, QueryFields, QueryForm};
@@ -30,16 +31,41 @@ pub struct ResponseBody {
     host: String,
     timeout: Duration,
     failure: Arc<Mutex<Option<Error>>>,
+    /// The client's cancel registry and the generation the request started in.
+    cancel: Arc<Registry>,
+    generation: u64,
+}
+
+impl ResponseBody {
+    fn fail(&self, error: Error) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
 }
 
 impl Read for ResponseBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf).inspect_err(|e| {
-            if e.kind() != io::ErrorKind::Interrupted {
-                let typed = map_io_error(e, &self.host, self.timeout);
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(typed);
+        let cancelled = |body: &Self| {
+            body.cancel.cancelled_since(body.generation).then(|| {
+                body.fail(Error::Cancelled);
+                cancelled_io()
+            })
+        };
+        if let Some(e) = cancelled(self) {
+            return Err(e);
+        }
+        match self.reader.read(buf) {
+            // A cancel may wake the read with an end of stream rather than an error.
+            Ok(0) if !buf.is_empty() => cancelled(self).map_or(Ok(0), Err),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                if let Some(cancelled) = cancelled(self) {
+                    return Err(cancelled);
+                }
+                self.fail(map_io_error(&e, &self.host, self.timeout));
+                Err(e)
             }
-        })
+        }
     }
 }
 
@@ -95,7 +121,8 @@ impl Response {
 
     /// Reads the WBXML body with `read`. When the body could not be received (the
     /// connection broke or stalled mid-body) the error is that network failure ([`Error::
-    /// Network`], [`Error::Timeout`] ...: transient), not a protocol error.
+    /// Network`], [`Error::Timeout`] ...: transient), not a protocol error; when the
+    /// client's [`Canceller`] fired meanwhile, it is [`Error::Cancelled`].
     pub fn read<T>(
         self,
         version: ProtocolVersion,
@@ -133,6 +160,7 @@ pub struct Target<'a> {
 pub struct Client {
     config: Config,
     agent: ureq::Agent,
+    cancel: Arc<Registry>,
 }
 
 impl core::fmt::Debug for Client {
@@ -281,6 +309,16 @@ pub(crate) fn build_agent(
     options: &AgentOptions<'_>,
     resolver: impl ureq::unversioned::resolver::Resolver,
 ) -> Result<ureq::Agent> {
+    build_cancellable_agent(options, resolver, Arc::default())
+}
+
+/// [`build_agent`], with every TCP connection registered in `cancel` so that a
+/// [`Canceller`] can interrupt it.
+fn build_cancellable_agent(
+    options: &AgentOptions<'_>,
+    resolver: impl ureq::unversioned::resolver::Resolver,
+    cancel: Arc<Registry>,
+) -> Result<ureq::Agent> {
     let tls = tls::client_config(options.tls)?;
     let proxy = match options.proxy {
         Some(p) => Some(
@@ -299,7 +337,7 @@ pub(crate) fn build_agent(
         .build();
     let connector =
         ().chain(ConnectProxyConnector::default())
-            .chain(TcpConnector::default())
+            .chain(CancellableTcpConnector { registry: cancel })
             .chain(tls::TlsConnector { config: tls });
     Ok(ureq::Agent::with_parts(agent_config, connector, resolver))
 }
@@ -314,7 +352,8 @@ impl Client {
                 "device_id and device_type must not be empty".into(),
             ));
         }
-        let agent = build_agent(
+        let cancel = Arc::<Registry>::default();
+        let agent = build_cancellable_agent(
             &AgentOptions {
                 tls: &config.tls,
                 proxy: config.proxy.as_deref(),
@@ -322,12 +361,24 @@ impl Client {
                 https_only: !config.allow_insecure_http,
             },
             DefaultResolver::default(),
+            cancel.clone(),
         )?;
-        Ok(Client { config, agent })
+        Ok(Client {
+            config,
+            agent,
+            cancel,
+        })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// A handle that makes the requests in flight on this client (connecting, sending,
+    /// waiting or streaming the response body) fail promptly with [`Error::Cancelled`];
+    /// requests started after the cancel are not affected.
+    pub fn canceller(&self) -> Canceller {
+        Canceller::new(self.cancel.clone())
     }
 
     /// POSTs `request` to `target` and maps the status. `mime` feeds the message part of
@@ -408,12 +459,17 @@ impl Client {
                 timeout,
                 fresh_token,
             )?;
-            if self.should_retry_with_fresh_token(&reply, fresh_token, streamed)? {
+            if self.should_retry_with_fresh_token(&reply.response, fresh_token, streamed)? {
                 fresh_token = true;
                 continue;
             }
-            return Ok(match outcome(reply)? {
-                Outcome::Done(r) => Outcome::Done(Response::new(r, &host_of(target.url), timeout)),
+            return Ok(match outcome(reply.response)? {
+                Outcome::Done(r) => Outcome::Done(Response::new(
+                    r,
+                    &host_of(target.url),
+                    timeout,
+                    (self.cancel.clone(), reply.generation),
+                )),
                 Outcome::Redirect(l) => Outcome::Redirect(l),
             });
         }
@@ -427,11 +483,11 @@ impl Client {
         loop {
             let reply =
                 self.perform(http::Method::OPTIONS, url, &[], None, timeout, fresh_token)?;
-            if self.should_retry_with_fresh_token(&reply, fresh_token, false)? {
+            if self.should_retry_with_fresh_token(&reply.response, fresh_token, false)? {
                 fresh_token = true;
                 continue;
             }
-            return Ok(match outcome(reply)? {
+            return Ok(match outcome(reply.response)? {
                 Outcome::Done(r) => Outcome::Done(ServerInfo::from_headers(
                     header(&r, "MS-ASProtocolVersions"),
                     header(&r, "MS-ASProtocolCommands"),
@@ -498,7 +554,7 @@ impl Client {
         mut body: Option<FramedBody<'_>>,
         timeout: Duration,
         fresh_token: bool,
-    ) -> Result<http::Response<ureq::Body>> {
+    ) -> Result<Reply> {
         let mut builder = http::Request::builder()
             .method(method)
             .uri(url)
@@ -513,7 +569,11 @@ impl Client {
             Some(b) => self.run(builder, SendBody::from_reader(b), url, timeout)?,
             None => self.run(builder, SendBody::none(), url, timeout)?,
         };
-        log::debug!("HTTP {} from {}", response.status().as_u16(), host_of(url));
+        log::debug!(
+            "HTTP {} from {}",
+            response.response.status().as_u16(),
+            host_of(url)
+        );
         Ok(response)
     }
 
@@ -523,7 +583,7 @@ impl Client {
         body: S,
         url: &str,
         timeout: Duration,
-    ) -> Result<http::Response<ureq::Body>> {
+    ) -> Result<Reply> {
         let request = builder.body(body).map_err(|e| Error::InvalidUrl {
             url: url.to_string(),
             reason: e.to_string(),
@@ -536,10 +596,24 @@ impl Client {
             .timeout_per_read(Some(timeout))
             .timeout_per_write(Some(timeout))
             .build();
-        self.agent
-            .run(request)
-            .map_err(|e| map_ureq_error(e, &host_of(url), timeout))
+        let (_scope, generation) = self.cancel.begin_request();
+        let result = self.agent.run(request);
+        // Whatever the interrupted I/O reported, a cancel is the reason.
+        if self.cancel.cancelled_since(generation) {
+            return Err(Error::Cancelled);
+        }
+        let response = result.map_err(|e| map_ureq_error(e, &host_of(url), timeout))?;
+        Ok(Reply {
+            response,
+            generation,
+        })
     }
+}
+
+/// A response whose headers arrived, with the cancel generation its request started in.
+struct Reply {
+    response: http::Response<ureq::Body>,
+    generation: u64,
 }
 
 /// Maps the status of a response to the typed outcome (MS-ASHTTP 2.2.2.1.1).
@@ -571,7 +645,12 @@ fn outcome(resp: http::Response<ureq::Body>) -> Result<Outcome<http::Response<ur
 }
 
 impl Response {
-    fn new(resp: http::Response<ureq::Body>, host: &str, timeout: Duration) -> Response {
+    fn new(
+        resp: http::Response<ureq::Body>,
+        host: &str,
+        timeout: Duration,
+        (cancel, generation): (Arc<Registry>, u64),
+    ) -> Response {
         let text = |name: &str| header(&resp, name).map(str::to_string);
         Response {
             status: resp.status().as_u16(),
@@ -585,6 +664,8 @@ impl Response {
                 host: host.to_string(),
                 timeout,
                 failure: Arc::default(),
+                cancel,
+                generation,
             },
         }
     }
@@ -612,6 +693,9 @@ pub(crate) fn map_ureq_error(e: ureq::Error, host: &str, timeout: Duration) -> E
 pub(crate) fn map_io_error(io: &io::Error, host: &str, timeout: Duration) -> Error {
     if let Some(r) = tls::rustls_error_in(io) {
         return tls::map_rustls_error(r, host);
+    }
+    if io.get_ref().is_some_and(|r| r.is::<CancelledIo>()) {
+        return Error::Cancelled;
     }
     if let Some(src) = io
         .get_ref()
@@ -675,7 +759,12 @@ mod tests {
             kind,
         });
         let resp = http::Response::builder().status(200).body(body).unwrap();
-        Response::new(resp, "mail.example.com", Duration::from_secs(7))
+        Response::new(
+            resp,
+            "mail.example.com",
+            Duration::from_secs(7),
+            (Arc::default(), 0),
+        )
     }
 
     /// The first half of a FolderSync response: valid WBXML that stops mid-document.

@@ -33,6 +33,13 @@ pub enum Error {
     Timeout { after: Duration },
     #[error("the connection to the server failed: {0}")]
     Network(String),
+    /// The request was interrupted on purpose by the client's
+    /// [`Canceller`](super::Canceller) (e.g. to sync now instead of waiting out a Ping).
+    #[error(
+        "the request was cancelled on purpose (a sync was asked for or a local change is \
+         waiting): nothing is wrong with the server"
+    )]
+    Cancelled,
 
     // --- TLS ---
     #[error("certificate not trusted: set tls.ca_file or check the server certificate ({0})")]

@@ -11,6 +11,7 @@
 //! Map:
 //! - [`config`]: what the account and device are, TLS options, credentials.
 //! - [`query`]: the two query forms. [`client`]: one HTTP exchange.
+//! - [`cancel`]: interrupting the requests in flight (a parked Ping) from another thread.
 //! - [`session`]: redirects, provisioning and throttling retries.
 //! - [`tls`] (with [`der`]): the rustls configuration and the pinning verifier.
 //! - [`retry`]: Retry-After parsing and the back-off.
@@ -19,6 +20,7 @@
 //! - [`oauth`]: the OAuth 2.0 device authorization grant (RFC 8628) and token refresh.
 
 pub mod autodiscover;
+pub mod cancel;
 pub mod client;
 pub mod config;
 pub mod der;
@@ -29,6 +31,7 @@ pub mod retry;
 pub mod session;
 pub mod tls;
 
+pub use cancel::Canceller;
 pub use client::{Client, Response, ResponseBody};
 pub use config::{Auth, Config, Secret, TlsOptions, TokenProvider};
 pub use error::{Error, Result};

@@ -1,6 +1,8 @@
 //! What the engine does after a failed exchange: every transport error leads to one defined
 //! reaction with a bounded wait — never to an immediate repeat, so no fault the network or
-//! the server produces can make the daemon spin.
+//! the server produces can make the daemon spin. The one exception is a request the daemon
+//! cancelled itself (a sync was asked for, a local change is waiting): the next step starts
+//! at once.
 //!
 //! Transient trouble (network, timeouts, 5xx, throttling, a broken response body) waits a
 //! capped, jittered back-off that grows with each failure in a row (honouring the server's
@@ -72,7 +74,9 @@ pub fn react(
         | Error::RequestBody(_)
         | Error::Token(_) => Reaction::Retry { after: wait(None) },
         Error::Http { status } if *status >= 500 => Reaction::Retry { after: wait(None) },
-        Error::Cancelled => Reaction::Retry { after: Duration::ZERO },
+        Error::Cancelled => Reaction::Retry {
+            after: Duration::ZERO,
+        },
         Error::Protocol(_) => Reaction::Retry { after: wait(None) },
         Error::NeedsProvisioning
         | Error::ProvisioningLoop { .. }

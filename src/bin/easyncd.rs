@@ -1,5 +1,6 @@
-//! `easyncd`: the easync daemon. Today it runs one full sync cycle and exits (`--once`);
-//! the long-running mode (push, periodic resync, uploads) is not built yet.
+//! `easyncd`: the easync daemon. Today it runs one full sync cycle and exits (`--once`),
+//! optionally followed by one push round (`--push`); the long-running mode (push for ever,
+//! periodic resync, uploads) is not built yet.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,21 +9,24 @@ use easync::config::{self, Config};
 use easync::engine::account::{Account, Progress};
 
 const USAGE: &str = "\
-usage: easyncd [--config FILE] --once
+usage: easyncd [--config FILE] --once [--push]
 
   --once          run one full cycle (negotiate, provision, folder sync, sync every selected
                   folder into the data directory) and exit
+  --push          with --once: then wait for one push (Ping) round, sync what changed and
+                  print what arrived
   --config FILE   the configuration (default /etc/easync/easync.toml)
   -v, --verbose   log more (repeat for debug)
   -h, --help      this text
 
 The long-running mode (push, periodic resync, upload of local changes) is not built yet:
 without --once easyncd says so and exits with status 2.
-Exit status: 0 the cycle completed, 1 it failed (the message says what to do), 2 usage.";
+Exit status: 0 the cycle (and push round) completed, 1 it failed (the message says what to do), 2 usage.";
 
 struct Args {
     config: PathBuf,
     once: bool,
+    push: bool,
     verbosity: u8,
 }
 
@@ -87,15 +91,22 @@ fn main() -> ExitCode {
         eprintln!("{} {}: {}{of} items", p.class.as_str(), p.folder, p.done);
     };
     match account.run_once(&mut print_progress) {
-        Ok(summary) => {
-            print!("{summary}");
-            ExitCode::SUCCESS
-        }
+        Ok(summary) => print!("{summary}"),
         Err(e) => {
             eprintln!("easyncd: {e}");
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
     }
+    if args.push {
+        match account.push_once(&mut print_progress) {
+            Ok(outcome) => print!("{outcome}"),
+            Err(e) => {
+                eprintln!("easyncd: push: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -104,18 +115,23 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         config: PathBuf::from(config::DEFAULT_PATH),
         once: false,
+        push: false,
         verbosity: 0,
     };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
             Long("once") => args.once = true,
+            Long("push") => args.push = true,
             Short('v') | Long("verbose") => args.verbosity = args.verbosity.saturating_add(1),
             Short('c') | Long("config") => {
                 args.config = parser.value().map_err(|e| e.to_string())?.into();
             }
             other => return Err(other.unexpected().to_string()),
         }
+    }
+    if args.push && !args.once {
+        return Err("--push needs --once (one push round after the cycle)".into());
     }
     Ok(Some(args))
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::apply::{self, Applied, FolderApplier};
+use super::heartbeat::{Bounds, Heartbeat};
 use super::provision::{Enforcer, EngineProvisioner};
 use super::reaction::{self, Reaction};
 use crate::config::{self, AgeFilter, AuthSource, ConfigError, SyncClass};
@@ -143,15 +144,21 @@ impl fmt::Display for Summary {
 
 /// One configured account.
 pub struct Account {
-    config: config::Config,
-    state_file: StateFile,
+    pub(super) config: config::Config,
+    pub(super) state_file: StateFile,
+    /// The push heartbeat learned in this process (it counts clean expiries, which the
+    /// state file does not keep); built on the first push round.
+    pub(super) heartbeat: Option<Heartbeat>,
+    /// Heartbeat bounds replacing the configuration's `[push]` (see
+    /// [`Account::set_heartbeat_bounds`]).
+    pub(super) heartbeat_bounds: Option<Bounds>,
 }
 
 /// The Enforcer while the device hooks (issue 5) do not exist: it enforces nothing, so it
 /// acknowledges every policy as not applied (3), and a wipe is persisted as an intent in
 /// the state before it is acknowledged.
-struct HonestEnforcer<'a> {
-    state_file: &'a StateFile,
+pub(super) struct HonestEnforcer<'a> {
+    pub(super) state_file: &'a StateFile,
 }
 
 impl Enforcer for HonestEnforcer<'_> {
@@ -180,7 +187,7 @@ impl Enforcer for HonestEnforcer<'_> {
     }
 }
 
-fn sync_class(class: Class) -> SyncClass {
+pub(super) fn sync_class(class: Class) -> SyncClass {
     match class {
         Class::Email => SyncClass::Email,
         Class::Contacts => SyncClass::Contacts,
@@ -231,7 +238,12 @@ fn folder_path<'s>(state: &'s AccountState, id: &str) -> Vec<&'s str> {
 impl Account {
     pub fn new(config: config::Config) -> Account {
         let state_file = StateFile::new(config.data_dir());
-        Account { config, state_file }
+        Account {
+            config,
+            state_file,
+            heartbeat: None,
+            heartbeat_bounds: None,
+        }
     }
 
     pub fn config(&self) -> &config::Config {
@@ -281,7 +293,7 @@ impl Account {
         Ok(t)
     }
 
-    fn device_information(&self, user_agent: &str) -> DeviceInformation {
+    pub(super) fn device_information(&self, user_agent: &str) -> DeviceInformation {
         let d = self.config.device();
         DeviceInformation {
             model: d.model.clone(),
@@ -335,7 +347,14 @@ impl Account {
     /// status`). A wipe ordered by the server ends the cycle with
     /// [`EngineError::WipePending`] once its intent is saved and acknowledged.
     pub fn run_once(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Summary, EngineError> {
-        let result = self.cycle(progress).map_err(|e| match e {
+        let result = self.cycle(progress);
+        self.recorded(result)
+    }
+
+    /// `result` with a wipe turned into [`EngineError::WipePending`], and an error recorded
+    /// as the state's `last_error`.
+    pub(super) fn recorded<T>(&self, result: Result<T, EngineError>) -> Result<T, EngineError> {
+        let result = result.map_err(|e| match e {
             EngineError::Transport(transport::Error::RemoteWipe { account_only }) => {
                 let intent = if account_only {
                     WipeIntent::AccountOnly
@@ -374,16 +393,8 @@ impl Account {
                 self.state_file.path().to_path_buf(),
             ));
         }
-        let url = self.server_url()?;
-        let tconfig = self.transport_config(&url)?;
-        let user_agent = tconfig.user_agent.clone();
-        let client = Client::new(tconfig)?;
-        let mut session = Session::new(client, ProtocolVersion::V16_1);
-        session.set_policy_key(state.policy_key.as_deref().and_then(|k| k.parse().ok()));
-        let cap = self.config.account().protocol_version.map(protocol);
-        session.negotiate(cap, OPTIONS_TIMEOUT)?;
+        let (mut session, user_agent) = self.connect(&mut state)?;
         let version = session.state().version;
-        state.set_protocol(version);
 
         let state_file = self.state_file.clone();
         let mut enforcer = HonestEnforcer {
@@ -398,23 +409,7 @@ impl Account {
             protocol_version: version.as_str().to_string(),
             classes: BTreeMap::new(),
         };
-        let selected: Vec<(String, Class)> = state
-            .folders
-            .iter()
-            .filter_map(|(id, f)| {
-                let class = Class::from(f.class?);
-                if class == Class::Notes && version < ProtocolVersion::V14_0 {
-                    log::info!(
-                        "folder {}: notes need ActiveSync 14.0 or later",
-                        f.display_name
-                    );
-                    return None;
-                }
-                (self.config.sync().syncs(sync_class(class))
-                    && self.config.sync().folder_selected(&folder_path(&state, id)))
-                .then(|| (id.clone(), class))
-            })
-            .collect();
+        let selected = self.selected_folders(&state, version);
         for (id, class) in selected {
             let applied =
                 self.sync_folder(&mut session, &mut prov, &mut state, &id, class, progress)?;
@@ -432,8 +427,52 @@ impl Account {
         Ok(summary)
     }
 
+    /// Connects to the server: a session with the saved policy key, negotiated (the version
+    /// is recorded in `state`). Returns it with the User-Agent it sends.
+    pub(super) fn connect(
+        &self,
+        state: &mut AccountState,
+    ) -> Result<(Session, String), EngineError> {
+        let url = self.server_url()?;
+        let tconfig = self.transport_config(&url)?;
+        let user_agent = tconfig.user_agent.clone();
+        let client = Client::new(tconfig)?;
+        let mut session = Session::new(client, ProtocolVersion::V16_1);
+        session.set_policy_key(state.policy_key.as_deref().and_then(|k| k.parse().ok()));
+        let cap = self.config.account().protocol_version.map(protocol);
+        session.negotiate(cap, OPTIONS_TIMEOUT)?;
+        state.set_protocol(session.state().version);
+        Ok((session, user_agent))
+    }
+
+    /// The folders the configuration selects for syncing, with their class (notes only from
+    /// 14.0 on).
+    pub(super) fn selected_folders(
+        &self,
+        state: &AccountState,
+        version: ProtocolVersion,
+    ) -> Vec<(String, Class)> {
+        state
+            .folders
+            .iter()
+            .filter_map(|(id, f)| {
+                let class = Class::from(f.class?);
+                if class == Class::Notes && version < ProtocolVersion::V14_0 {
+                    log::info!(
+                        "folder {}: notes need ActiveSync 14.0 or later",
+                        f.display_name
+                    );
+                    return None;
+                }
+                (self.config.sync().syncs(sync_class(class))
+                    && self.config.sync().folder_selected(&folder_path(state, id)))
+                .then(|| (id.clone(), class))
+            })
+            .collect()
+    }
+
     /// FolderSync from the saved key; applies the changes to the state and saves it.
-    fn folder_sync(
+    pub(super) fn folder_sync(
         &self,
         session: &mut Session,
         prov: &mut dyn transport::Provisioner,
@@ -542,7 +581,7 @@ impl Account {
     }
 
     /// Syncs one folder from its saved key until the server has nothing more.
-    fn sync_folder(
+    pub(super) fn sync_folder(
         &self,
         session: &mut Session,
         prov: &mut dyn transport::Provisioner,

@@ -9,6 +9,8 @@
 //! - [`apply`]: a Sync response applied to the store as it is read (the engine's
 //!   `SyncHandler`), saving the SyncKey only once the items are durable.
 //! - [`heartbeat`]: the adaptive Ping heartbeat and the choice of folders to watch.
+//! - [`push`]: one push round: Ping the synced folders with the adaptive heartbeat, Sync
+//!   the folders that changed.
 //! - [`reaction`]: what every kind of failure leads to (bounded waits, parked states).
 //! - [`provision`]: provisioning over a session, with the policy decision and the wipe
 //!   handed to an [`provision::Enforcer`].
@@ -17,4 +19,5 @@ pub mod account;
 pub mod apply;
 pub mod heartbeat;
 pub mod provision;
+pub mod push;
 pub mod reaction;

@@ -2,7 +2,7 @@
 //! neomutt and aerc read them: `data_dir/mail/<dir>/{cur,new,tmp}`.
 //!
 //! - Delivery streams the message into `tmp/` ([`Maildir::begin_delivery`] gives a
-//!   [`Sink`](crate::eas::sink::Sink)), then renames it into `new/` (no flags) or `cur/`
+//!   `Sink`), then renames it into `new/` (no flags) or `cur/`
 //!   (with flags, `name:2,FLAGS`). Unique names are `secs.M<usec>P<pid>Q<seq>.<host>`.
 //! - The ServerId is not in the name: the state's [`ItemMap`] maps it to the unique name.
 //!   [`Delivery::commit_item`] uses the map so that delivering the same ServerId again

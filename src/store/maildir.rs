@@ -6,7 +6,10 @@
 //!   (with flags, `name:2,FLAGS`). Unique names are `secs.M<usec>P<pid>Q<seq>.<host>`.
 //! - The ServerId is not in the name: the state's [`ItemMap`] maps it to the unique name.
 //!   [`Delivery::commit_item`] uses the map so that delivering the same ServerId again
-//!   replaces the message in place (atomic rename over it) instead of adding a copy.
+//!   replaces the message in place (atomic rename over it) instead of adding a copy. The
+//!   engine goes further and delivers with [`Delivery::commit_as`] under a name made from
+//!   the ServerId (`eas-<stem>`), so a batch replayed after a crash, before the state was
+//!   saved, also replaces its messages rather than duplicating them.
 //! - Flags are the spec's `D F P R S T`, in ASCII order after `:2,`; other characters found
 //!   there (lower-case keywords of other MUAs) are kept when we change flags.
 //! - [`Outbox`] is the same layout at `data_dir/outbox`: device apps drop messages in it

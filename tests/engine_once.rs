@@ -641,3 +641,37 @@ fn a_cached_server_url_is_used_when_the_configuration_names_none() {
     assert_eq!(summary.url, url);
     assert_eq!(counts(&files(&setup.data())), lab_counts(&lab));
 }
+
+#[test]
+fn a_folder_deleted_during_the_sync_leads_to_folder_sync_and_the_run_completes() {
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "status12");
+    let book = lab.handle.add_folder("0", "Suppliers", 14).unwrap();
+    lab.handle
+        .add_item(NewItem {
+            folder_id: book.clone(),
+            props: vec![Prop::text("FirstName", "Grace")],
+            body: String::new(),
+            html: None,
+            attachments: Vec::new(),
+        })
+        .unwrap();
+    // The folder disappears on the server while the first run is syncing: its Sync gets
+    // status 12 (whether it comes before or after the folder being synced at that moment),
+    // and the run must follow with a FolderSync and finish the other folders.
+    let config = easync::config::Config::load(&setup.config_path).unwrap();
+    let mut account = Account::new(config);
+    let mut deleted = false;
+    let summary = account
+        .run_once(&mut |_| {
+            if !deleted {
+                deleted = true;
+                lab.handle.delete_folder(&book).unwrap();
+            }
+        })
+        .unwrap_or_else(|e| panic!("run_once failed: {e}"));
+    assert!(deleted, "progress was reported");
+    assert!(!setup.data().join("contacts/Suppliers").exists());
+    assert_eq!(counts(&files(&setup.data())), lab_counts(&lab), "{summary}");
+}

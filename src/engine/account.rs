@@ -68,6 +68,13 @@ pub enum EngineError {
          yet; remove {1} to re-enroll once the data is wiped by hand"
     )]
     WipePending(WipeIntent, PathBuf),
+    /// Sync status 12: the folder list changed while syncing. The cycle runs FolderSync
+    /// again and carries on; the error only surfaces when that keeps happening.
+    #[error(
+        "the server's folder list kept changing during the sync (Sync status 12): run \
+         --once again"
+    )]
+    HierarchyChanged,
 }
 
 impl EngineError {
@@ -409,10 +416,32 @@ impl Account {
             protocol_version: version.as_str().to_string(),
             classes: BTreeMap::new(),
         };
-        let selected = self.selected_folders(&state, version);
-        for (id, class) in selected {
+        // Sync status 12 means the folder list changed under us: FolderSync again and carry
+        // on with the folders not yet done, a bounded number of times.
+        let mut done: HashSet<String> = HashSet::new();
+        let mut hierarchy_changes = 0;
+        loop {
+            let pending: Vec<(String, Class)> = self
+                .selected_folders(&state, version)
+                .into_iter()
+                .filter(|(id, _)| !done.contains(id))
+                .collect();
+            let Some((id, class)) = pending.into_iter().next() else {
+                break;
+            };
             let applied =
-                self.sync_folder(&mut session, &mut prov, &mut state, &id, class, progress)?;
+                match self.sync_folder(&mut session, &mut prov, &mut state, &id, class, progress) {
+                    Err(EngineError::HierarchyChanged)
+                        if hierarchy_changes < MAX_HIERARCHY_CHANGES =>
+                    {
+                        hierarchy_changes += 1;
+                        log::info!("the folder list changed during the sync: FolderSync again");
+                        self.folder_sync(&mut session, &mut prov, &mut state)?;
+                        continue;
+                    }
+                    result => result?,
+                };
+            done.insert(id);
             let s = summary.classes.entry(sync_class(class)).or_default();
             s.folders += 1;
             s.added += applied.added;
@@ -736,13 +765,18 @@ impl Account {
     }
 }
 
+/// How often one run follows a changed folder list (Sync status 12) before giving up.
+const MAX_HIERARCHY_CHANGES: u32 = 3;
+
 fn sync_error(status: sync::Status) -> EngineError {
+    if status == sync::Status::FolderHierarchyChanged {
+        return EngineError::HierarchyChanged;
+    }
     let hint = match status {
         sync::Status::InvalidSyncKey => {
             "the server lost this folder's sync state; move the state folder aside to \
              re-enroll (a full resync follows)"
         }
-        sync::Status::FolderHierarchyChanged => "the folder list changed: run --once again",
         _ => "try again later; if it persists, report the server's behaviour",
     };
     EngineError::Server {

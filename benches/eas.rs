@@ -14,15 +14,17 @@ use std::time::{Duration, Instant};
 
 use easync::eas::folder::{self, FolderChange, FolderType};
 use easync::eas::item::{BodyPreference, BodyType, Class, LargeValue};
-use easync::eas::provision::{self, AckStatus, Next, Provisioning};
+use easync::eas::policy::Policy;
+use easync::eas::provision::{AckStatus, WipeDirective, WipeStatus};
 use easync::eas::settings::DeviceInformation;
 use easync::eas::sync::{
     self, ClientResponse, CollectionHeader, CollectionRequest, ServerChange, SyncHandler,
     SyncOptions, SyncOutcome, SyncRequest,
 };
 use easync::eas::{self, Parser, ProtocolVersion, Sink};
+use easync::engine::provision::{Enforcer, EngineProvisioner};
 use easync::lab;
-use easync::transport::{self, Auth, Client, Config, Provisioner, Secret, Session};
+use easync::transport::{Auth, Client, Config, Provisioner, Secret, Session};
 use easync::wbxml::tags::cp;
 use easync::wbxml::{FromStd, Tag, Writer};
 
@@ -436,50 +438,26 @@ fn check(name: &str, read: &Read, expected: Expected) {
 // ---------------------------------------------------------------------------------------------
 // Part 2: a client session against the in-process lab.
 
-/// Provisions the way the device layer will: accept the policy, apply it, acknowledge.
-/// Keeps the heap high-water of its response reads.
-#[derive(Default)]
-struct AcceptPolicy {
-    read_heap: usize,
+/// The policy decision of the bench: nothing is enforced, so the acknowledgement says so
+/// (status 3), as the engine's provisioner sends it until the device hooks exist.
+struct NothingEnforced;
+
+impl Enforcer for NothingEnforced {
+    fn apply(&mut self, _policy: &Policy) -> AckStatus {
+        AckStatus::NotApplied
+    }
+    fn wipe_requested(&mut self, directive: WipeDirective) -> WipeStatus {
+        panic!("the lab asked the bench for a {directive:?} wipe")
+    }
 }
 
-impl Provisioner for AcceptPolicy {
-    fn provision(&mut self, session: &mut Session) -> transport::Result<()> {
-        let version = session.state().version;
-        let device = (version >= ProtocolVersion::V14_1).then(|| DeviceInformation {
-            model: Some("bench".into()),
-            friendly_name: Some("easync bench".into()),
-            os: Some("Linux".into()),
-            user_agent: Some("easync-bench".into()),
-            ..DeviceInformation::default()
-        });
-        let mut flow = Provisioning::new(version, device);
-        let mut request = flow.start()?;
-        loop {
-            let response = session.send(&request, None, TIMEOUT)?;
-            let (response, heap) =
-                thread_high_water(|| response.read(version, provision::read_response));
-            self.read_heap = self.read_heap.max(heap);
-            let response = response?;
-            match flow.on_response(response)? {
-                Next::Apply(_) => request = flow.acknowledge(AckStatus::Applied)?,
-                Next::Provisioned { policy_key } => {
-                    let key = policy_key.parse().map_err(|_| {
-                        transport::Error::Protocol(eas::Error::Protocol {
-                            offset: 0,
-                            message: format!("policy key {policy_key:?} is not a number"),
-                        })
-                    })?;
-                    session.set_policy_key(Some(key));
-                    return Ok(());
-                }
-                Next::NoPolicy => {
-                    session.set_policy_key(None);
-                    return Ok(());
-                }
-                other => panic!("the lab answered Provision with {other:?}"),
-            }
-        }
+fn bench_device() -> DeviceInformation {
+    DeviceInformation {
+        model: Some("bench".into()),
+        friendly_name: Some("easync bench".into()),
+        os: Some("Linux".into()),
+        user_agent: Some("easync-bench".into()),
+        ..DeviceInformation::default()
     }
 }
 
@@ -541,16 +519,20 @@ fn client_session(url: &str, user: &str, ca_file: &Path, window: u32, run: usize
     config.device_type = "easyncbench".into();
     config.allow_insecure_http = url.starts_with("http://");
     config.tls.ca_file = Some(ca_file.to_path_buf());
-    let mut prov = AcceptPolicy::default();
+    let mut enforcer = NothingEnforced;
+    let mut prov = EngineProvisioner::new(&mut enforcer, bench_device());
 
-    let (mut session, mut provision) = phase(|_| {
+    let (mut session, provision) = phase(|read_heap| {
         let client = Client::new(config).expect("transport client");
         let mut session = Session::new(client, ProtocolVersion::V16_1);
         session.negotiate(None, TIMEOUT).expect("OPTIONS");
-        prov.provision(&mut session).expect("Provision");
+        // Provisioning writes and reads inside the engine's provisioner: its heap figure
+        // covers the whole provisioning exchange, not the response reads alone.
+        let (result, heap) = thread_high_water(|| prov.provision(&mut session));
+        result.expect("Provision");
+        *read_heap = heap;
         session
     });
-    provision.read_heap = prov.read_heap;
 
     let (inbox, folder_sync) = phase(|read_heap| {
         let response = session

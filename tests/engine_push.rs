@@ -92,7 +92,8 @@ impl Setup {
             .load()
             .unwrap()
             .into_state()
-            .heartbeat_secs
+            .heartbeat
+            .map(|h| h.current)
     }
 }
 

@@ -238,7 +238,12 @@ fn sample_state(items: usize) -> AccountState {
     let mut s = AccountState {
         policy_key: Some("1307199584".into()),
         folder_sync_key: "3".into(),
-        heartbeat_secs: Some(900),
+        heartbeat: Some(easync::store::state::HeartbeatMemory {
+            current: 900,
+            ceiling: None,
+            server_min: Some(120),
+            server_max: None,
+        }),
         wipe_intent: Some(WipeIntent::Full),
         ..AccountState::default()
     };

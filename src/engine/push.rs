@@ -1,7 +1,7 @@
 //! One push round, synchronously: a Ping over the synced folders with the adaptive
 //! heartbeat, then a Sync of exactly the folders the server says changed. The heartbeat
-//! learned from the answer (or from a network timeout) is persisted in the state's
-//! `heartbeat_secs`, so the next round — or the next start — continues from it.
+//! learned from the answer (or from a network timeout) is persisted in the state
+//! (`heartbeat`), so the next round — or the next start — continues from it.
 //!
 //! The server's corrections are followed once each within a round: status 5 (heartbeat out
 //! of the server's bounds), 6 (too many folders), 7 (the folder list changed) and 3 (a
@@ -17,7 +17,7 @@ use crate::eas::folder::{self, FolderType};
 use crate::eas::item::Class;
 use crate::eas::ping::{self, PingFolder, PingResponse, Status};
 use crate::eas::{Command, ProtocolVersion};
-use crate::store::state::AccountState;
+use crate::store::state::{AccountState, HeartbeatMemory};
 use crate::transport::{self, Session, command_timeout};
 
 /// Ping requests in one round at most (the first and one per correction).
@@ -145,11 +145,11 @@ impl Account {
         self.heartbeat.get_or_insert_with(|| {
             Heartbeat::new(
                 bounds,
-                state.heartbeat_secs.map(|current| Learned {
-                    current,
-                    ceiling: None,
-                    server_min: None,
-                    server_max: None,
+                state.heartbeat.map(|h| Learned {
+                    current: h.current,
+                    ceiling: h.ceiling,
+                    server_min: h.server_min,
+                    server_max: h.server_max,
                 }),
             )
         })
@@ -328,7 +328,13 @@ impl Account {
         state: &mut AccountState,
         session: &Session,
     ) -> Result<(), EngineError> {
-        state.heartbeat_secs = Some(self.heartbeat(state).current());
+        let learned = self.heartbeat(state).learned();
+        state.heartbeat = Some(HeartbeatMemory {
+            current: learned.current,
+            ceiling: learned.ceiling,
+            server_min: learned.server_min,
+            server_max: learned.server_max,
+        });
         state.policy_key = session.state().policy_key.map(|k| k.to_string());
         state.set_last_error(None);
         self.state_file.save(state)?;

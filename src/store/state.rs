@@ -24,7 +24,9 @@ use crate::eas::item::Class;
 use crate::wbxml::ProtocolVersion;
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// The oldest format version this build still reads (and converts).
+pub const OLDEST_FORMAT_VERSION: u8 = 1;
 
 /// First bytes of every state file.
 const MAGIC: &[u8; 8] = b"EASYNCST";
@@ -49,12 +51,47 @@ pub struct AccountState {
     pub folder_sync_key: String,
     /// The folders, by ServerId.
     pub folders: BTreeMap<String, FolderState>,
-    /// The Ping heartbeat (seconds) learned to work on this network.
-    pub heartbeat_secs: Option<u32>,
+    /// The Ping heartbeat learned to work on this network.
+    pub heartbeat: Option<HeartbeatMemory>,
     /// A remote wipe was ordered and is not finished: resume it before anything else.
     pub wipe_intent: Option<WipeIntent>,
     /// The last error that stopped syncing, for `easyncctl status` (bounded).
     pub last_error: Option<String>,
+    /// The limits the server's policy sets on what is requested and stored (None before
+    /// the first provisioning, or when the server sends no policy).
+    pub policy_limits: Option<PolicyLimits>,
+}
+
+/// The adaptive Ping heartbeat's learned values (see `engine::heartbeat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatMemory {
+    /// The heartbeat to use next (seconds).
+    pub current: u32,
+    /// The lowest value at which a network timeout was seen.
+    pub ceiling: Option<u32>,
+    /// The server's bounds from Ping status 5.
+    pub server_min: Option<u32>,
+    pub server_max: Option<u32>,
+}
+
+/// What the server's policy (MS-ASPROV) limits in the data easync requests and keeps.
+/// `None` in a field means the policy sets no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyLimits {
+    /// MaxEmailAgeFilter as a Sync FilterType code (1–5; 0 is "all").
+    pub max_email_age: Option<u8>,
+    /// MaxCalendarAgeFilter as a Sync FilterType code (4–7; 0 is "all").
+    pub max_calendar_age: Option<u8>,
+    /// MaxEmailBodyTruncationSize (plain text), in bytes.
+    pub max_email_body_bytes: Option<u64>,
+    /// MaxEmailHTMLBodyTruncationSize, in bytes.
+    pub max_email_html_body_bytes: Option<u64>,
+    /// MaxAttachmentSize, in bytes.
+    pub max_attachment_bytes: Option<u64>,
+    /// AttachmentsEnabled (false: attachments are neither downloaded nor kept).
+    pub attachments_enabled: bool,
+    /// AllowHTMLEmail (false: mail is requested and kept as plain text).
+    pub allow_html_email: bool,
 }
 
 impl Default for AccountState {
@@ -64,9 +101,10 @@ impl Default for AccountState {
             policy_key: None,
             folder_sync_key: crate::eas::folder::INITIAL_SYNC_KEY.to_string(),
             folders: BTreeMap::new(),
-            heartbeat_secs: None,
+            heartbeat: None,
             wipe_intent: None,
             last_error: None,
+            policy_limits: None,
         }
     }
 }
@@ -155,6 +193,10 @@ pub struct FolderState {
     pub sync_key: String,
     /// The items stored locally.
     pub items: ItemMap,
+    /// Items created on the device whose Sync Add was sent but not yet answered, by the
+    /// ClientId they were sent with (→ the local name). After a crash they are sent again
+    /// with the same ClientId instead of as new items.
+    pub pending_adds: BTreeMap<String, String>,
 }
 
 impl FolderState {
@@ -174,6 +216,7 @@ impl FolderState {
             local_dir: local_dir.to_string(),
             sync_key: crate::eas::folder::INITIAL_SYNC_KEY.to_string(),
             items: ItemMap::default(),
+            pending_adds: BTreeMap::new(),
         }
     }
 }
@@ -456,14 +499,14 @@ fn read_state(path: &Path) -> Result<Option<AccountState>> {
         return Err(corrupt("not an easync state file, or cut short"));
     }
     let version = bytes[MAGIC.len()];
-    if version != FORMAT_VERSION {
-        if version > FORMAT_VERSION {
-            return Err(StoreError::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+    if version > FORMAT_VERSION {
+        return Err(StoreError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if version < OLDEST_FORMAT_VERSION {
         return Err(corrupt(&format!("unknown format version {version}")));
     }
     let (content, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
@@ -471,10 +514,84 @@ fn read_state(path: &Path) -> Result<Option<AccountState>> {
         return Err(corrupt("checksum mismatch"));
     }
     let payload = &content[MAGIC.len() + 1..];
-    match postcard::take_from_bytes::<AccountState>(payload) {
+    let decoded = if version == 1 {
+        postcard::take_from_bytes::<v1::AccountState>(payload)
+            .map(|(state, rest)| (AccountState::from(state), rest))
+    } else {
+        postcard::take_from_bytes::<AccountState>(payload)
+    };
+    match decoded {
         Ok((state, [])) => Ok(Some(state)),
         Ok(_) => Err(corrupt("trailing bytes after the state")),
         Err(e) => Err(corrupt(&format!("does not decode: {e}"))),
+    }
+}
+
+/// Format version 1 (easync before the policy limits, the full learned heartbeat and the
+/// pending uploads), read and converted.
+mod v1 {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::{FolderClass, ItemMap, WipeIntent};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct AccountState {
+        pub protocol_version: Option<String>,
+        pub policy_key: Option<String>,
+        pub folder_sync_key: String,
+        pub folders: BTreeMap<String, FolderState>,
+        pub heartbeat_secs: Option<u32>,
+        pub wipe_intent: Option<WipeIntent>,
+        pub last_error: Option<String>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct FolderState {
+        pub display_name: String,
+        pub parent_id: String,
+        pub folder_type: u32,
+        pub class: Option<FolderClass>,
+        pub local_dir: String,
+        pub sync_key: String,
+        pub items: ItemMap,
+    }
+
+    impl From<AccountState> for super::AccountState {
+        fn from(old: AccountState) -> super::AccountState {
+            super::AccountState {
+                protocol_version: old.protocol_version,
+                policy_key: old.policy_key,
+                folder_sync_key: old.folder_sync_key,
+                folders: old
+                    .folders
+                    .into_iter()
+                    .map(|(id, f)| {
+                        let folder = super::FolderState {
+                            display_name: f.display_name,
+                            parent_id: f.parent_id,
+                            folder_type: f.folder_type,
+                            class: f.class,
+                            local_dir: f.local_dir,
+                            sync_key: f.sync_key,
+                            items: f.items,
+                            pending_adds: BTreeMap::new(),
+                        };
+                        (id, folder)
+                    })
+                    .collect(),
+                heartbeat: old.heartbeat_secs.map(|current| super::HeartbeatMemory {
+                    current,
+                    ceiling: None,
+                    server_min: None,
+                    server_max: None,
+                }),
+                wipe_intent: old.wipe_intent,
+                last_error: old.last_error,
+                policy_limits: None,
+            }
+        }
     }
 }
 
@@ -489,7 +606,18 @@ mod tests {
         s.set_protocol(ProtocolVersion::V16_1);
         s.policy_key = Some("3942919513".into());
         s.folder_sync_key = "7".into();
-        s.heartbeat_secs = Some(480);
+        s.heartbeat = Some(HeartbeatMemory {
+            current: 480,
+            ceiling: Some(900),
+            server_min: None,
+            server_max: Some(1800),
+        });
+        s.policy_limits = Some(PolicyLimits {
+            max_email_age: Some(3),
+            max_attachment_bytes: Some(1 << 20),
+            attachments_enabled: true,
+            ..PolicyLimits::default()
+        });
         s.wipe_intent = Some(WipeIntent::AccountOnly);
         let mut inbox = FolderState::new("Inbox", "0", 2, Some(Class::Email), "Inbox");
         inbox.sync_key = "42".into();
@@ -515,6 +643,7 @@ mod tests {
                 },
             )
             .unwrap();
+        contacts.pending_adds.insert("c-1".into(), "new.vcf".into());
         s.folders.insert("9".into(), contacts);
         s.set_last_error(Some("server answered 503"));
         s
@@ -587,6 +716,61 @@ mod tests {
         s.set_last_error(Some(&"é".repeat(4000)));
         let e = s.last_error.unwrap();
         assert!(e.len() <= MAX_ERROR_BYTES);
+    }
+
+    #[test]
+    fn version_1_files_are_read_and_converted() {
+        let t = TestDir::new("state-v1");
+        let mut folders = BTreeMap::new();
+        let mut items = ItemMap::default();
+        items
+            .insert(
+                "5:1",
+                ItemEntry {
+                    local: "m1".into(),
+                    fingerprint: Fingerprint::Flags(1),
+                },
+            )
+            .unwrap();
+        folders.insert(
+            "5".to_string(),
+            v1::FolderState {
+                display_name: "Inbox".into(),
+                parent_id: "0".into(),
+                folder_type: 2,
+                class: Some(FolderClass::Email),
+                local_dir: "Inbox".into(),
+                sync_key: "9".into(),
+                items: items.clone(),
+            },
+        );
+        let old = v1::AccountState {
+            protocol_version: Some("14.1".into()),
+            policy_key: Some("77".into()),
+            folder_sync_key: "3".into(),
+            folders,
+            heartbeat_secs: Some(600),
+            wipe_intent: None,
+            last_error: Some("x".into()),
+        };
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(1);
+        bytes.extend(postcard::to_allocvec(&old).unwrap());
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        bytes.extend_from_slice(digest.as_ref());
+        let state = read_state_bytes(t.path(), &bytes).unwrap().unwrap();
+        assert_eq!(state.policy_key.as_deref(), Some("77"));
+        assert_eq!(state.folder_sync_key, "3");
+        assert_eq!(state.heartbeat.map(|h| h.current), Some(600));
+        assert_eq!(state.policy_limits, None);
+        let inbox = &state.folders["5"];
+        assert_eq!((inbox.sync_key.as_str(), &inbox.items), ("9", &items));
+        assert!(inbox.pending_adds.is_empty());
+        // Saving writes the current version.
+        let f = StateFile::new(t.path());
+        f.save(&state).unwrap();
+        assert_eq!(fs::read(f.path()).unwrap()[MAGIC.len()], FORMAT_VERSION);
+        assert_eq!(f.load().unwrap().into_state(), state);
     }
 
     #[test]

@@ -378,11 +378,15 @@ fn easyncd_bad_password_exits_1_naming_the_credentials() {
 }
 
 #[test]
-fn easyncd_usage_errors_exit_2() {
+fn easyncd_usage_errors_exit_2_and_a_missing_config_1() {
     let bin = env!("CARGO_BIN_EXE_easyncd");
-    let out = Command::new(bin).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    let out = Command::new(bin)
+        .args(["--config", "/nonexistent/easync.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a missing configuration is a failure");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/easync.toml"), "{stderr}");
     let out = Command::new(bin).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(bin).arg("--help").output().unwrap();

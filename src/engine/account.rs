@@ -10,12 +10,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::apply::{self, Applied, FolderApplier};
 use super::heartbeat::{Bounds, Heartbeat};
 use super::provision::{Enforcer, EngineProvisioner};
 use super::reaction::{self, Reaction};
+use super::runner::PingControl;
 use crate::config::{self, AgeFilter, AuthSource, ConfigError, SyncClass};
 use crate::eas::estimate::{self, EstimateCollection};
 use crate::eas::folder::{self, FolderChange, FolderSyncStatus, FolderType};
@@ -75,6 +77,10 @@ pub enum EngineError {
          --once again"
     )]
     HierarchyChanged,
+    /// A parked Ping was ended on purpose (a sync was asked for, local changes wait, the
+    /// daemon stops): not a failure.
+    #[error("interrupted: a sync was asked for, local changes wait or the daemon stops")]
+    Interrupted,
 }
 
 impl EngineError {
@@ -159,6 +165,8 @@ pub struct Account {
     /// Heartbeat bounds replacing the configuration's `[push]` (see
     /// [`Account::set_heartbeat_bounds`]).
     pub(super) heartbeat_bounds: Option<Bounds>,
+    /// Lets another thread end a parked Ping (see [`super::runner::Interrupter`]).
+    pub(super) control: Arc<PingControl>,
 }
 
 /// The Enforcer while the device hooks (issue 5) do not exist: it enforces nothing, so it
@@ -250,7 +258,21 @@ impl Account {
             state_file,
             heartbeat: None,
             heartbeat_bounds: None,
+            control: Arc::default(),
         }
+    }
+
+    /// Takes a new configuration (SIGHUP), keeping the handle that interrupts Pings. The
+    /// learned heartbeat is read from the state again.
+    pub fn replace_config(&mut self, config: config::Config) {
+        self.state_file = StateFile::new(config.data_dir());
+        self.config = config;
+        self.heartbeat = None;
+    }
+
+    /// A handle that ends this account's parked Ping from another thread.
+    pub fn interrupter(&self) -> super::runner::Interrupter {
+        super::runner::Interrupter::new(self.control.clone())
     }
 
     pub fn config(&self) -> &config::Config {
@@ -372,7 +394,11 @@ impl Account {
             }
             e => e,
         });
-        if let Err(e) = &result {
+        let on_purpose = matches!(
+            &result,
+            Err(EngineError::Interrupted | EngineError::Transport(transport::Error::Cancelled))
+        );
+        if let (Err(e), false) = (&result, on_purpose) {
             let recorded = self.state_file.load().and_then(|loaded| {
                 let mut state = loaded.into_state();
                 state.set_last_error(Some(&e.to_string()));
@@ -466,6 +492,7 @@ impl Account {
         let tconfig = self.transport_config(&url)?;
         let user_agent = tconfig.user_agent.clone();
         let client = Client::new(tconfig)?;
+        self.control.set_canceller(client.canceller());
         let mut session = Session::new(client, ProtocolVersion::V16_1);
         session.set_policy_key(state.policy_key.as_deref().and_then(|k| k.parse().ok()));
         let cap = self.config.account().protocol_version.map(protocol);

@@ -14,6 +14,8 @@
 //! - [`reaction`]: what every kind of failure leads to (bounded waits, parked states).
 //! - [`provision`]: provisioning over a session, with the policy decision and the wipe
 //!   handed to an [`provision::Enforcer`].
+//! - [`runner`]: the long-running schedule on its own thread — cycles, push rounds,
+//!   back-off — steered through a [`runner::Handle`] that can end a parked Ping at once.
 
 pub mod account;
 pub mod apply;
@@ -21,3 +23,4 @@ pub mod heartbeat;
 pub mod provision;
 pub mod push;
 pub mod reaction;
+pub mod runner;

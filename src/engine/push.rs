@@ -213,14 +213,19 @@ impl Account {
             }
             let heartbeat = self.heartbeat(&state).current();
             let hold = std::time::Duration::from_secs(u64::from(heartbeat));
+            if !self.control.park() {
+                return Err(EngineError::Interrupted);
+            }
             let sent = session.execute(
                 |s| ping::request(s.version, heartbeat, &folders),
                 ping::read_response,
                 &mut prov,
                 command_timeout(Command::Ping, Some(hold)),
             );
+            self.control.unpark();
             let response: PingResponse = match sent {
                 Ok(r) => r,
+                Err(transport::Error::Cancelled) => return Err(EngineError::Interrupted),
                 Err(e @ transport::Error::Timeout { .. }) => {
                     self.heartbeat(&state).network_timeout();
                     self.save_heartbeat(&mut state, &session)?;

@@ -5,3 +5,4 @@ pub mod client;
 pub mod imap;
 #[cfg(feature = "lab")]
 pub mod lab;
+pub mod setup;

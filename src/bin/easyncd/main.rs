@@ -1,0 +1,312 @@
+//! `easyncd`: the easync daemon. By default it runs for ever: a tokio current-thread
+//! runtime waits for signals (SIGTERM/SIGINT stop, SIGHUP reloads the configuration, SIGUSR1
+//! syncs now) and for the engine's events, which it logs and reports to systemd
+//! (sd_notify READY, STATUS, STOPPING, WATCHDOG); the account itself runs on a thread of its
+//! own ([`easync::engine::runner`]). `--once` runs one full cycle and exits, for field
+//! engineers and scripts.
+
+mod notify;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use easync::config::{self, Config};
+use easync::engine::account::{Account, Progress};
+use easync::engine::reaction::Reaction;
+use easync::engine::runner::{Event, Handle, Runner, Step};
+use notify::Notifier;
+
+const USAGE: &str = "\
+usage: easyncd [--config FILE] [-v] [--once [--push]]
+
+  (no option)     run for ever: sync, stay pushed, upload local changes; stops on SIGTERM
+                  or SIGINT, reloads the configuration on SIGHUP, syncs at once on SIGUSR1
+  --once          run one full cycle (negotiate, provision, folder sync, sync every selected
+                  folder into the data directory) and exit
+  --push          with --once: then wait for one push (Ping) round, sync what changed and
+                  print what arrived
+  --config FILE   the configuration (default /etc/easync/easync.toml)
+  -v, --verbose   log more (repeat for debug)
+  -h, --help      this text
+
+Under systemd (Type=notify) easyncd reports READY=1 once running, STATUS= as it syncs, and
+WATCHDOG=1 at half of WatchdogSec= when that is set.
+Exit status: 0 success (or stopped by a signal), 1 failure (the message says what to do),
+2 usage.";
+
+struct Args {
+    config: PathBuf,
+    once: bool,
+    push: bool,
+    verbosity: u8,
+}
+
+/// Log lines on stderr (warnings and errors unless -v).
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = record.level();
+        if JOURNAL.get().copied().unwrap_or(false) {
+            // journald reads the priority from a `<N>` prefix.
+            let priority = match level {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                log::Level::Debug | log::Level::Trace => 7,
+            };
+            eprintln!("<{priority}>{}", record.args());
+        } else {
+            eprintln!(
+                "easyncd: {}: {}",
+                level.as_str().to_lowercase(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLog = StderrLog;
+/// Whether stderr goes to the journal (systemd sets `$JOURNAL_STREAM`).
+static JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("easyncd: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = JOURNAL.set(std::env::var_os("JOURNAL_STREAM").is_some());
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(match (args.verbosity, args.once) {
+        (0, true) => log::LevelFilter::Warn,
+        // The daemon's own news (synced, pushed, failed) is info: the journal keeps it.
+        (0, false) | (1, _) => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    });
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("easyncd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if !args.once {
+        return run_daemon(config, &args.config);
+    }
+    let mut account = Account::new(config);
+    let mut print_progress = |p: Progress| {
+        let of = p.estimated.map(|e| format!(" of ~{e}")).unwrap_or_default();
+        eprintln!("{} {}: {}{of} items", p.class.as_str(), p.folder, p.done);
+    };
+    match account.run_once(&mut print_progress) {
+        Ok(summary) => print!("{summary}"),
+        Err(e) => {
+            eprintln!("easyncd: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if args.push {
+        match account.push_once(&mut print_progress) {
+            Ok(outcome) => print!("{outcome}"),
+            Err(e) => {
+                eprintln!("easyncd: push: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut args = Args {
+        config: PathBuf::from(config::DEFAULT_PATH),
+        once: false,
+        push: false,
+        verbosity: 0,
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("once") => args.once = true,
+            Long("push") => args.push = true,
+            Short('v') | Long("verbose") => args.verbosity = args.verbosity.saturating_add(1),
+            Short('c') | Long("config") => {
+                args.config = parser.value().map_err(|e| e.to_string())?.into();
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    if args.push && !args.once {
+        return Err("--push needs --once (one push round after the cycle)".into());
+    }
+    Ok(Some(args))
+}
+
+/// The long-running mode. See the module documentation.
+fn run_daemon(config: Config, config_path: &Path) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("easyncd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(daemon(config, config_path))
+}
+
+async fn daemon(config: Config, config_path: &Path) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let notifier = Notifier::from_env();
+    let mut signals = match (|| {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::user_defined1())?,
+        ))
+    })() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("easyncd: cannot handle signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (runner, handle) = Runner::new(Account::new(config), move |event| {
+        let _ = events_tx.send(event);
+    });
+    let engine = match std::thread::Builder::new()
+        .name("easync-engine".into())
+        .spawn(move || runner.run())
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("easyncd: cannot start the engine thread: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    notifier.send("READY=1");
+    notifier.status("starting: first sync");
+    log::info!("started (pid {})", std::process::id());
+
+    let watchdog = notify::watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let (sigterm, sigint, sighup, sigusr1) = &mut signals;
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => reload(&handle, config_path, &notifier).await,
+            _ = sigusr1.recv() => {
+                log::info!("SIGUSR1: syncing now");
+                in_background(&handle, Handle::sync_now).await;
+            }
+            event = events.recv() => match event {
+                Some(event) => report(&event, &notifier),
+                None => break,
+            },
+            _ = watchdog_tick.tick(), if watchdog.is_some() => notifier.send("WATCHDOG=1"),
+        }
+    }
+    notifier.send("STOPPING=1");
+    notifier.status("stopping");
+    log::info!("stopping");
+    handle.stop();
+    // The engine may have been between requests when the cancel came: cancel again until
+    // it has returned (bounded; systemd's stop timeout is the last word).
+    for _ in 0..100 {
+        if engine.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        handle.cancel_again();
+    }
+    if !engine.is_finished() {
+        log::warn!("the engine did not stop within 10 s; exiting anyway (the store is safe)");
+        return ExitCode::SUCCESS;
+    }
+    let _ = engine.join();
+    ExitCode::SUCCESS
+}
+
+/// Runs a handle call that may block for a moment (it ends a parked Ping) off the runtime.
+async fn in_background(handle: &Handle, call: fn(&Handle)) {
+    let handle = handle.clone();
+    let _ = tokio::task::spawn_blocking(move || call(&handle)).await;
+}
+
+/// SIGHUP: reads the configuration again; a bad file is reported and the old one kept.
+async fn reload(handle: &Handle, path: &Path, notifier: &Notifier) {
+    match Config::load(path) {
+        Ok(config) => {
+            log::info!("SIGHUP: configuration {} reloaded", path.display());
+            let handle = handle.clone();
+            let _ = tokio::task::spawn_blocking(move || handle.reload(config)).await;
+        }
+        Err(e) => {
+            log::error!("SIGHUP: {e}; carrying on with the configuration loaded before");
+            notifier.status(&format!("configuration not reloaded: {e}"));
+        }
+    }
+}
+
+/// Logs an engine event and tells systemd the state in one line.
+fn report(event: &Event, notifier: &Notifier) {
+    match event {
+        Event::Begin(Step::Cycle) => notifier.status("syncing"),
+        Event::Begin(Step::Push) => notifier.status("listening for changes (push)"),
+        Event::Progress(p) => {
+            let of = p.estimated.map(|e| format!(" of ~{e}")).unwrap_or_default();
+            log::debug!("{} {}: {}{of} items", p.class.as_str(), p.folder, p.done);
+        }
+        Event::Synced(summary) => {
+            for line in summary.to_string().lines() {
+                log::info!("{}", line.trim());
+            }
+            notifier.status("synced");
+        }
+        Event::Pushed(outcome) => {
+            for line in outcome.to_string().lines() {
+                log::info!("{}", line.trim());
+            }
+        }
+        Event::Failed {
+            message,
+            reaction,
+            wait,
+        } => {
+            let next = match (reaction, wait) {
+                (Reaction::Wipe { .. }, _) => "waiting for the wipe to be carried out".into(),
+                (_, Some(w)) => format!("trying again in {} s", w.as_secs()),
+                (_, None) => "waiting until told (SIGHUP, SIGUSR1)".to_string(),
+            };
+            log::error!("{message}; {next}");
+            notifier.status(&format!("failed: {message}; {next}"));
+        }
+        Event::Stopped => log::info!("engine stopped"),
+    }
+}

@@ -1,0 +1,414 @@
+//! The long-running schedule of one account — what `easyncd` runs between start and
+//! SIGTERM. It owns the [`Account`] on a thread of its own (the transport blocks) and loops:
+//! a full cycle at start and then every `[sync] resync_interval`, push rounds in between,
+//! and whatever a [`Handle`] asks for (sync now, local changes, a new configuration, stop).
+//! Every failure leads through [`super::reaction`] to a bounded wait or a parked state;
+//! nothing loops without waiting.
+//!
+//! A parked Ping holds a blocking read for up to an hour. To end it early the engine and
+//! the [`Interrupter`] share a [`PingControl`]: the engine says "parked" before it sends a
+//! Ping and checks whether an interrupt is wanted; the interrupter says "wanted" and, while
+//! the engine is parked, cancels the request in flight (repeatedly for a moment, so a Ping
+//! that was just being sent is caught too). Whichever comes second sees the other, so no
+//! request to sync is lost and none waits out a heartbeat. While parked, nothing here sets
+//! a timer: the thread sleeps in the socket read.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::account::{Account, EngineError, Progress, Summary};
+use super::push::PushOutcome;
+use super::reaction::{self, PARKED_RETRY, Reaction};
+use crate::config::Config;
+use crate::transport::{self, Backoff, Canceller};
+
+/// How long an interrupter keeps cancelling a Ping that was just being sent.
+const INTERRUPT_EFFORT: Duration = Duration::from_secs(2);
+/// The pause between two cancels of that effort.
+const INTERRUPT_REPEAT: Duration = Duration::from_millis(20);
+
+/// What the engine and its interrupters share about the Ping in flight.
+#[derive(Debug, Default)]
+pub struct PingControl {
+    /// The canceller of the client the engine uses now (replaced on every connect).
+    canceller: Mutex<Option<Canceller>>,
+    /// The engine is in (or about to send) a Ping.
+    parked: AtomicBool,
+    /// Someone wants the engine to stop waiting and look at its commands.
+    wanted: AtomicBool,
+}
+
+impl PingControl {
+    pub(super) fn set_canceller(&self, canceller: Canceller) {
+        *self.canceller.lock().unwrap_or_else(|p| p.into_inner()) = Some(canceller);
+    }
+
+    /// The engine is about to send a Ping. False if an interrupt is already wanted: then
+    /// it must not park.
+    pub(super) fn park(&self) -> bool {
+        self.parked.store(true, Ordering::SeqCst);
+        if self.wanted.load(Ordering::SeqCst) {
+            self.parked.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The Ping is over.
+    pub(super) fn unpark(&self) {
+        self.parked.store(false, Ordering::SeqCst);
+    }
+
+    /// The engine is about to look at its commands: interrupts asked for so far are served.
+    fn acknowledge(&self) {
+        self.wanted.store(false, Ordering::SeqCst);
+    }
+
+    fn cancel(&self) {
+        if let Some(c) = &*self.canceller.lock().unwrap_or_else(|p| p.into_inner()) {
+            c.cancel();
+        }
+    }
+}
+
+/// Ends an account's parked Ping from another thread. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Interrupter {
+    control: Arc<PingControl>,
+}
+
+impl Interrupter {
+    pub(super) fn new(control: Arc<PingControl>) -> Interrupter {
+        Interrupter { control }
+    }
+
+    /// Makes the engine stop waiting in a Ping and look at its commands. A sync in progress
+    /// is not disturbed (the engine looks at its commands when it is done). Blocks for at
+    /// most about two seconds, normally for no time at all.
+    pub fn interrupt(&self) {
+        let c = &self.control;
+        c.wanted.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + INTERRUPT_EFFORT;
+        while c.wanted.load(Ordering::SeqCst)
+            && c.parked.load(Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            c.cancel();
+            std::thread::sleep(INTERRUPT_REPEAT);
+        }
+    }
+
+    /// Cancels whatever request is in flight, parked or not (the daemon stops: items
+    /// already stored stay, the SyncKey of a cut batch does not move).
+    pub fn cancel_all(&self) {
+        self.control.wanted.store(true, Ordering::SeqCst);
+        self.control.cancel();
+    }
+}
+
+/// What a [`Handle`] asks of the runner.
+#[derive(Debug)]
+pub enum Command {
+    /// Run a full cycle now (and end a back-off wait).
+    SyncNow,
+    /// Files changed in the data directory: upload what the device changed.
+    LocalChange,
+    /// Carry on with a new configuration (a full cycle follows).
+    Reload(Box<Config>),
+    /// Finish and return from [`Runner::run`].
+    Stop,
+}
+
+/// The step the runner is taking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A full cycle: negotiate, provision, FolderSync, Sync every selected folder.
+    Cycle,
+    /// A push round: Ping, then Sync what changed.
+    Push,
+}
+
+/// What the runner reports as it goes.
+#[derive(Debug)]
+pub enum Event {
+    /// A step begins.
+    Begin(Step),
+    /// A folder's sync moved on.
+    Progress(Progress),
+    /// A full cycle completed.
+    Synced(Summary),
+    /// A push round completed (the server's changes are stored).
+    Pushed(PushOutcome),
+    /// A step failed; the runner waits `wait` (None: until told) before the next.
+    Failed {
+        message: String,
+        reaction: Reaction,
+        wait: Option<Duration>,
+    },
+    /// The runner stopped.
+    Stopped,
+}
+
+/// Talks to a running [`Runner`] from other threads. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    commands: Sender<Command>,
+    interrupter: Interrupter,
+}
+
+impl Handle {
+    fn send(&self, command: Command) {
+        // A runner that is gone has nothing left to do: ignoring is right.
+        let _ = self.commands.send(command);
+        self.interrupter.interrupt();
+    }
+
+    /// A full cycle now.
+    pub fn sync_now(&self) {
+        self.send(Command::SyncNow);
+    }
+
+    /// Local files changed.
+    pub fn local_change(&self) {
+        self.send(Command::LocalChange);
+    }
+
+    /// Use `config` from now on.
+    pub fn reload(&self, config: Config) {
+        self.send(Command::Reload(Box::new(config)));
+    }
+
+    /// Stop: the request in flight is cancelled (what is stored stays stored).
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+        self.interrupter.cancel_all();
+    }
+
+    /// Cancels the request in flight again (while waiting for the runner to stop, in case
+    /// it had started a new one).
+    pub fn cancel_again(&self) {
+        self.interrupter.cancel_all();
+    }
+}
+
+/// The account's schedule. See the module documentation.
+pub struct Runner {
+    account: Account,
+    commands: Receiver<Command>,
+    /// Commands taken from the channel during a wait, not yet acted on.
+    queued: VecDeque<Command>,
+    events: Box<dyn FnMut(Event) + Send>,
+    interrupter: Interrupter,
+}
+
+/// What the loop has to do next.
+struct Due {
+    cycle: bool,
+    last_cycle: Option<Instant>,
+    failures: u32,
+}
+
+impl Runner {
+    /// A runner for `account`, reporting to `events`, and the handle that steers it.
+    pub fn new(account: Account, events: impl FnMut(Event) + Send + 'static) -> (Runner, Handle) {
+        let (tx, rx) = mpsc::channel();
+        let interrupter = account.interrupter();
+        let handle = Handle {
+            commands: tx,
+            interrupter: interrupter.clone(),
+        };
+        let runner = Runner {
+            account,
+            commands: rx,
+            queued: VecDeque::new(),
+            events: Box::new(events),
+            interrupter,
+        };
+        (runner, handle)
+    }
+
+    /// Runs until [`Command::Stop`] (or every handle is dropped).
+    pub fn run(mut self) {
+        let mut due = Due {
+            cycle: true,
+            last_cycle: None,
+            failures: 0,
+        };
+        loop {
+            self.interrupter.control.acknowledge();
+            while let Some(command) = self.next_command() {
+                if !self.take(command, &mut due) {
+                    (self.events)(Event::Stopped);
+                    return;
+                }
+            }
+            let resync = self.account.config().sync().resync_interval;
+            if due.last_cycle.is_some_and(|at| at.elapsed() >= resync) {
+                due.cycle = true;
+            }
+            let step = if due.cycle { Step::Cycle } else { Step::Push };
+            (self.events)(Event::Begin(step));
+            let result = self.step(step);
+            match result {
+                Ok(()) => {
+                    due.failures = 0;
+                    if step == Step::Cycle {
+                        due.cycle = false;
+                        due.last_cycle = Some(Instant::now());
+                    }
+                }
+                Err(EngineError::Interrupted) => {}
+                Err(EngineError::Transport(transport::Error::Cancelled)) => {}
+                Err(e) => {
+                    let reaction = self.reaction(&e, due.failures);
+                    due.failures = due.failures.saturating_add(1);
+                    if matches!(reaction, Reaction::Restart { .. }) {
+                        due.cycle = true;
+                    }
+                    let wait = match &reaction {
+                        Reaction::Retry { after } | Reaction::Restart { after } => Some(*after),
+                        _ => None,
+                    };
+                    (self.events)(Event::Failed {
+                        message: e.to_string(),
+                        reaction: reaction.clone(),
+                        wait,
+                    });
+                    if !self.wait(wait.unwrap_or(PARKED_RETRY)) {
+                        (self.events)(Event::Stopped);
+                        return;
+                    }
+                    if wait.is_none() {
+                        // Parked: whatever ends the wait gets a fresh start.
+                        due.cycle = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_command(&mut self) -> Option<Command> {
+        self.queued
+            .pop_front()
+            .or_else(|| self.commands.try_recv().ok())
+    }
+
+    /// Acts on `command`; false to stop.
+    fn take(&mut self, command: Command, due: &mut Due) -> bool {
+        match command {
+            Command::Stop => return false,
+            Command::SyncNow => due.cycle = true,
+            // Uploading local changes is not built yet: a cycle brings the server's side
+            // and leaves the device's changes where they are.
+            Command::LocalChange => {}
+            Command::Reload(config) => {
+                self.account.replace_config(*config);
+                due.cycle = true;
+                due.failures = 0;
+            }
+        }
+        true
+    }
+
+    fn step(&mut self, step: Step) -> Result<(), EngineError> {
+        let events = &mut self.events;
+        let mut progress = |p: Progress| events(Event::Progress(p));
+        match step {
+            Step::Cycle => {
+                let summary = self.account.run_once(&mut progress)?;
+                (self.events)(Event::Synced(summary));
+            }
+            Step::Push => {
+                let outcome = self.account.push_once(&mut progress)?;
+                (self.events)(Event::Pushed(outcome));
+            }
+        }
+        Ok(())
+    }
+
+    /// What to do after `error`, the `failures`-th in a row.
+    fn reaction(&self, error: &EngineError, failures: u32) -> Reaction {
+        let seed = self
+            .account
+            .config()
+            .data_dir()
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let backoff = Backoff::default();
+        let retry = || Reaction::Retry {
+            after: backoff.delay(failures, None, SystemTime::now(), seed),
+        };
+        match error {
+            EngineError::Transport(e) => {
+                reaction::react(e, failures, &backoff, SystemTime::now(), seed)
+            }
+            EngineError::Config(_) | EngineError::Unsupported(_) => Reaction::FixConfiguration {
+                message: error.to_string(),
+            },
+            EngineError::WipePending(intent, _) => Reaction::Wipe {
+                account_only: matches!(intent, crate::store::state::WipeIntent::AccountOnly),
+            },
+            EngineError::Server { .. } | EngineError::HierarchyChanged => Reaction::Restart {
+                after: backoff.delay(failures, None, SystemTime::now(), seed),
+            },
+            EngineError::Autodiscover(_) | EngineError::Store(_) | EngineError::Interrupted => {
+                retry()
+            }
+        }
+    }
+
+    /// Waits `duration` unless a command ends the wait early (a sync asked for, a new
+    /// configuration, stop); local changes do not end a back-off. False to stop.
+    fn wait(&mut self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            match self.commands.recv_timeout(left) {
+                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return false,
+                Ok(Command::LocalChange) => self.queued.push_back(Command::LocalChange),
+                Ok(other) => {
+                    self.queued.push_back(other);
+                    return true;
+                }
+                Err(RecvTimeoutError::Timeout) => return true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupt_before_parking_prevents_the_park() {
+        let control = Arc::new(PingControl::default());
+        let interrupter = Interrupter::new(control.clone());
+        interrupter.interrupt();
+        assert!(!control.park(), "wanted first: the engine must not park");
+        control.acknowledge();
+        assert!(control.park(), "served: parking is fine again");
+        control.unpark();
+    }
+
+    #[test]
+    fn an_interrupt_while_parked_gives_up_after_its_effort() {
+        // Parked with no client to cancel (nothing in flight): the interrupter keeps
+        // trying for its bounded effort and then returns; the wish stays for the engine.
+        let control = Arc::new(PingControl::default());
+        assert!(control.park());
+        let started = Instant::now();
+        Interrupter::new(control.clone()).interrupt();
+        assert!(started.elapsed() >= INTERRUPT_EFFORT);
+        control.unpark();
+        assert!(!control.park(), "the wish is still there");
+    }
+}

@@ -1,0 +1,228 @@
+//! `easyncd` in its long-running mode against the in-process lab: it reports to a
+//! systemd-style notification socket, syncs, receives a push, answers SIGUSR1 (sync now)
+//! by ending its parked Ping, reloads its configuration on SIGHUP (keeping the old one
+//! when the new one is bad), backs off from a failing server, and stops on SIGTERM.
+
+#![cfg(feature = "lab")]
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::lab::Lab;
+use common::setup::Setup;
+use easync::lab::FaultKind;
+use easync::lab::seed::folder;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A Ping heartbeat far longer than any wait below: whatever happens sooner was not a
+/// heartbeat running out.
+const PUSH: &str = "[push]\nheartbeat_min = 300\nheartbeat_start = 300\nheartbeat_max = 600\n";
+
+/// The daemon under test with the socket it notifies.
+struct Daemon {
+    child: Child,
+    notify: UnixDatagram,
+    seen: Vec<String>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(setup: &Setup) -> Daemon {
+        let socket = setup.dir.0.join("notify.sock");
+        let notify = UnixDatagram::bind(&socket).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log = setup.dir.0.join("easyncd.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_easyncd"))
+            .arg("--config")
+            .arg(&setup.config_path)
+            .arg("-v")
+            .env("NOTIFY_SOCKET", &socket)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("easyncd starts");
+        Daemon {
+            child,
+            notify,
+            seen: Vec::new(),
+            log,
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap();
+    }
+
+    /// Waits for a notification starting with `prefix`; returns it. Panics (with the log)
+    /// after `within`.
+    fn expect(&mut self, prefix: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 512];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(message.clone());
+                if message.starts_with(prefix) {
+                    return message;
+                }
+            }
+        }
+        panic!(
+            "no {prefix:?} within {within:?}; seen {:?}\n--- easyncd log ---\n{}",
+            self.seen,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// How many notifications starting with `prefix` arrive during `window`.
+    fn count(&mut self, prefix: &str, window: Duration) -> usize {
+        let deadline = Instant::now() + window;
+        let mut buf = [0u8; 512];
+        let mut n = 0;
+        while Instant::now() < deadline {
+            if let Ok(len) = self.notify.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..len]).into_owned();
+                n += usize::from(message.starts_with(prefix));
+                self.seen.push(message);
+            }
+        }
+        n
+    }
+
+    /// Waits for the process to end; its exit code.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "easyncd did not exit within {within:?}\n--- log ---\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mail messages of the inbox on disk (new/ and cur/), as text.
+fn inbox_messages(data: &Path) -> Vec<String> {
+    let inbox = data.join("mail").join("Inbox");
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        for entry in std::fs::read_dir(inbox.join(sub)).into_iter().flatten() {
+            let entry = entry.unwrap();
+            out.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+fn wait_for_mail(data: &Path, subject: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if inbox_messages(data).iter().any(|m| m.contains(subject)) {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the mail {subject:?} did not arrive within {within:?}");
+}
+
+#[test]
+fn the_daemon_syncs_pushes_answers_signals_and_stops() {
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "daemon", PUSH);
+    let mut daemon = Daemon::start(&setup);
+
+    daemon.expect("READY=1", Duration::from_secs(10));
+    daemon.expect("STATUS=synced", Duration::from_secs(60));
+    let inbox = lab.folder_items(folder::INBOX) as usize;
+    assert_eq!(inbox_messages(&setup.data()).len(), inbox);
+
+    // Parked in a 300 s Ping: a new mail arrives by push.
+    daemon.expect("STATUS=listening", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    lab.handle
+        .add_mail(folder::INBOX, "daemon push", "arrives by push")
+        .unwrap();
+    wait_for_mail(&setup.data(), "daemon push", Duration::from_secs(30));
+
+    // SIGUSR1 ends the parked Ping and runs a full cycle long before the heartbeat.
+    daemon.expect("STATUS=listening", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.signal(Signal::SIGUSR1);
+    daemon.expect("STATUS=syncing", Duration::from_secs(10));
+    daemon.expect("STATUS=synced", Duration::from_secs(30));
+
+    // A broken configuration is refused and the daemon carries on with the old one.
+    let good = std::fs::read_to_string(&setup.config_path).unwrap();
+    std::fs::write(&setup.config_path, format!("{good}\nnonsense = 1\n")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let refused = daemon.expect("STATUS=configuration not reloaded", Duration::from_secs(10));
+    assert!(refused.contains("nonsense"), "names the bad key: {refused}");
+    assert_eq!(daemon.child.try_wait().unwrap(), None, "still running");
+
+    // A good one is taken and followed by a full cycle.
+    std::fs::write(&setup.config_path, good).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.expect("STATUS=syncing", Duration::from_secs(10));
+    daemon.expect("STATUS=synced", Duration::from_secs(30));
+    lab.handle
+        .add_mail(folder::INBOX, "after reload", "still pushed")
+        .unwrap();
+    wait_for_mail(&setup.data(), "after reload", Duration::from_secs(30));
+
+    daemon.signal(Signal::SIGTERM);
+    daemon.expect("STOPPING=1", Duration::from_secs(10));
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("labpass"), "no password in the log");
+}
+
+#[test]
+fn a_failing_server_gets_a_growing_back_off_not_a_busy_loop() {
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "backoff", PUSH);
+    lab.handle.inject_fault(easync::lab::Fault {
+        count: 1000,
+        ..easync::lab::Fault::new(FaultKind::ServerError)
+    });
+    let mut daemon = Daemon::start(&setup);
+    let first = daemon.expect("STATUS=failed", Duration::from_secs(30));
+    assert!(first.contains("trying again in"), "{first}");
+    // Every attempt is reported: count them over a few seconds.
+    let attempts = daemon.count("STATUS=failed", Duration::from_secs(4));
+    assert!(
+        attempts <= 3,
+        "a back-off, not a busy loop: {attempts} attempts in 4 s: {:?}",
+        daemon.seen
+    );
+    // Once the server is well again, SIGUSR1 ends the wait and the sync completes.
+    lab.handle.clear_faults();
+    daemon.signal(Signal::SIGUSR1);
+    daemon.expect("STATUS=synced", Duration::from_secs(30));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
+}

@@ -1,4 +1,5 @@
-//! `easyncctl wbxml decode|encode` as a user runs it: files and pipes, exit codes, messages.
+//! `easyncctl` as a user runs it: `wbxml decode|encode` on files and pipes, and `demo`; exit
+//! codes and messages.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -137,4 +138,85 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let run = easyncctl(&["wbxml", "decode", "/nonexistent/file"], b"");
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&run.stderr).contains("cannot open /nonexistent/file"));
+}
+
+/// Every regular file under `dir`, relative, without the state folder.
+#[cfg(feature = "lab")]
+fn data_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.retain(|f| !f.starts_with("state/"));
+    out.sort();
+    out
+}
+
+#[cfg(feature = "lab")]
+#[test]
+fn the_demo_syncs_every_class_receives_a_push_and_says_where_the_data_is() {
+    let parent = std::env::temp_dir().join(format!("easyncctl-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&parent);
+    std::fs::create_dir_all(&parent).unwrap();
+    let dir = parent.join("demo");
+    let dir_arg = dir.to_str().unwrap();
+    let run = easyncctl(&["demo", "--dir", dir_arg, "--items", "40"], b"");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("initial sync done"), "{stdout}");
+    assert!(stdout.contains("pushed: it arrived"), "{stdout}");
+    assert!(stdout.contains("The data is in"), "{stdout}");
+    let files = data_files(&dir.join("data"));
+    let count = |prefix: &str, ext: &str| {
+        files
+            .iter()
+            .filter(|f| f.starts_with(prefix) && f.ends_with(ext) && !f.contains("/tmp/"))
+            .count()
+    };
+    // 40 mails + the pushed one, 20 contacts, 10 events, tasks and notes.
+    assert_eq!(count("mail/", ""), 41, "{files:?}");
+    assert_eq!(count("contacts/", ".vcf"), 20);
+    assert_eq!(count("calendar/", ".ics"), 10);
+    assert_eq!(count("tasks/", ".ics"), 10);
+    assert_eq!(count("notes/", ".txt"), 10);
+    let pushed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("the pushed mail: cat "))
+        .expect("the demo names the pushed mail's file");
+    let text = std::fs::read_to_string(pushed).unwrap();
+    assert!(text.contains("came by push"), "{text}");
+
+    // A second run recreates the folder; a folder the demo did not make is refused.
+    let again = easyncctl(&["demo", "--dir", dir_arg, "--items", "4"], b"");
+    assert!(again.status.success());
+    assert_eq!(
+        data_files(&dir.join("data"))
+            .iter()
+            .filter(|f| f.starts_with("mail/"))
+            .count(),
+        5
+    );
+    let foreign = parent.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("precious.txt"), "keep me").unwrap();
+    let refused = easyncctl(&["demo", "--dir", foreign.to_str().unwrap()], b"");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not made by the demo"));
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("precious.txt")).unwrap(),
+        "keep me"
+    );
+    std::fs::remove_dir_all(&parent).unwrap();
 }

@@ -384,7 +384,11 @@ fn easyncd_usage_errors_exit_2_and_a_missing_config_1() {
         .args(["--config", "/nonexistent/easync.toml"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "a missing configuration is a failure");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a missing configuration is a failure"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/easync.toml"), "{stderr}");
     let out = Command::new(bin).arg("--bogus").output().unwrap();

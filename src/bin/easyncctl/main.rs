@@ -1,7 +1,11 @@
 //! `easyncctl`: the command line of easync.
 //!
-//! Today it carries the offline tools, `wbxml decode` and `wbxml encode`; the D-Bus client
-//! commands (status, sync, folders, enroll, policy, diagnose) come with the daemon.
+//! Today it carries the demo (`demo`, builds with the lab only) and the offline tools,
+//! `wbxml decode` and `wbxml encode`; the D-Bus client commands (status, sync, folders,
+//! enroll, policy, diagnose) come with the D-Bus interface.
+
+#[cfg(feature = "lab")]
+mod demo;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -10,9 +14,12 @@ use std::process::ExitCode;
 use easync::wbxml::{self, ProtocolVersion};
 
 const USAGE: &str = "\
-usage: easyncctl wbxml decode [--protocol VERSION] [-o OUT] [FILE|-]
+usage: easyncctl demo [--dir DIR] [--items N]
+       easyncctl wbxml decode [--protocol VERSION] [-o OUT] [FILE|-]
        easyncctl wbxml encode [-o OUT] [FILE|-]
 
+  demo           easync against the bundled reference server on loopback, in under a
+                 minute (`easyncctl demo --help` for more)
   wbxml decode   print an EAS WBXML document (a request or response body) as XML
   wbxml encode   turn such XML back into WBXML (byte-identical for EAS documents)
 
@@ -37,6 +44,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "demo") {
+        return demo_main();
+    }
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -170,4 +180,55 @@ fn encode(input: Box<dyn Read>, output: &mut impl Write, name: &str) -> Result<(
 #[cfg(not(feature = "xml"))]
 fn encode(_: Box<dyn Read>, _: &mut impl Write, _: &str) -> Result<(), String> {
     Err("this build has no XML support (built without the `xml` feature): use a host build".into())
+}
+
+#[cfg(feature = "lab")]
+fn demo_main() -> ExitCode {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(std::env::args_os().skip(2));
+    let mut options = demo::Options::default();
+    let parsed: Result<bool, String> = (|| {
+        while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+            match arg {
+                Short('h') | Long("help") => return Ok(false),
+                Long("dir") => options.dir = parser.value().map_err(|e| e.to_string())?.into(),
+                Long("items") => {
+                    let v = string(parser.value().map_err(|e| e.to_string())?)?;
+                    options.items = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100_000).contains(n))
+                        .ok_or(format!("--items {v}: give a number from 1 to 100000"))?;
+                }
+                other => return Err(other.unexpected().to_string()),
+            }
+        }
+        Ok(true)
+    })();
+    match parsed {
+        Ok(false) => {
+            println!("{}", demo::USAGE);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("easyncctl demo: {message}\n\n{}", demo::USAGE);
+            ExitCode::from(2)
+        }
+        Ok(true) => match demo::run(&options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("easyncctl demo: {message}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+#[cfg(not(feature = "lab"))]
+fn demo_main() -> ExitCode {
+    eprintln!(
+        "easyncctl demo: this build has no lab server (built without the `lab` feature): \
+         run the demo from a host build"
+    );
+    ExitCode::from(1)
 }

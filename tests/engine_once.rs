@@ -6,86 +6,24 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::client;
 use common::lab::Lab;
+use common::setup::Setup;
 use easync::config::{Config, SyncClass};
 use easync::engine::account::{Account, Progress, Summary};
 use easync::lab::NewItem;
 use easync::lab::model::Prop;
 use easync::lab::seed::folder;
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(client::device_id(&format!("engine-{tag}-")));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
+/// What these tests do with a [`Setup`].
+trait SetupExt {
+    fn run_library(&self) -> (Summary, Vec<Progress>);
+    fn run_binary(&self) -> std::process::Output;
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A configuration file, its password file and data directory in a temp dir.
-struct Setup {
-    dir: TempDir,
-    config_path: PathBuf,
-    device_id: String,
-}
-
-impl Setup {
-    fn new(url: &str, user: &str, password: &str, ca_file: Option<&Path>, tag: &str) -> Setup {
-        // The configuration wants an address as `email`; a bare login name is the `user`.
-        let email = if user.contains('@') {
-            user.to_string()
-        } else {
-            format!("{user}@example.com")
-        };
-        let dir = TempDir::new(tag);
-        let password_file = dir.0.join("password");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&password_file)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, password.as_bytes()))
-            .unwrap();
-        let device_id = client::device_id(tag);
-        let ca = ca_file
-            .map(|c| format!("ca_file = {:?}\n", c.display().to_string()))
-            .unwrap_or_default();
-        let text = format!(
-            "[account]\nemail = {email:?}\nuser = {user:?}\npassword_file = {:?}\nserver = {url:?}\n\n\
-             [tls]\n{ca}allow_insecure_http = {}\n\n[storage]\ndata_dir = {:?}\n\n\
-             [sync]\nmail_age = \"all\"\ncalendar_age = \"all\"\n\n\
-             [device]\ndevice_id = {device_id:?}\n",
-            password_file.display().to_string(),
-            url.starts_with("http://"),
-            dir.0.join("data").display().to_string(),
-        );
-        let config_path = dir.0.join("easync.toml");
-        std::fs::write(&config_path, text).unwrap();
-        Setup {
-            dir,
-            config_path,
-            device_id,
-        }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.0.join("data")
-    }
-
+impl SetupExt for Setup {
     fn run_library(&self) -> (Summary, Vec<Progress>) {
         let config = Config::load(&self.config_path).expect("the test configuration loads");
         let mut account = Account::new(config);
@@ -190,6 +128,7 @@ fn once_stores_every_class_and_a_second_run_changes_nothing() {
         "labpass",
         Some(&lab.ca_file),
         "once",
+        "",
     );
 
     let (summary, progress) = setup.run_library();
@@ -260,7 +199,7 @@ fn once_stores_every_class_and_a_second_run_changes_nothing() {
 fn server_changes_between_runs_show_up_as_files() {
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "changes");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "changes", "");
     setup.run_library();
     let before = files(&setup.data());
 
@@ -339,7 +278,7 @@ fn server_changes_between_runs_show_up_as_files() {
 fn easyncd_once_binary_syncs_and_reports() {
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "bin");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "bin", "");
     let out = setup.run_binary();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -360,7 +299,7 @@ fn easyncd_once_binary_syncs_and_reports() {
 fn easyncd_bad_password_exits_1_naming_the_credentials() {
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "wrong", None, "badpw");
+    let setup = Setup::new(&url, lab.handle.user(), "wrong", None, "badpw", "");
     let out = setup.run_binary();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -413,7 +352,7 @@ fn sogo_once_into_a_fresh_data_dir() {
 
 fn sogo_once(url: &str, tag: &str) {
     let ca = std::env::var_os("EASYNC_SOGO_CA").map(PathBuf::from);
-    let setup = Setup::new(url, "easuser", "easpass", ca.as_deref(), tag);
+    let setup = Setup::new(url, "easuser", "easpass", ca.as_deref(), tag, "");
     let out = setup.run_binary();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -453,7 +392,7 @@ fn a_remote_wipe_is_persisted_before_it_is_acknowledged_and_blocks_later_runs() 
     use easync::store::state::{StateFile, WipeIntent};
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "wipe");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "wipe", "");
     setup.run_library();
     lab.handle
         .request_wipe(Some(&setup.device_id), false)
@@ -483,7 +422,7 @@ fn older_protocol_versions_store_the_same_items() {
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
     for version in ["14.0", "12.1"] {
-        let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "v");
+        let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "v", "");
         let mut text = std::fs::read_to_string(&setup.config_path).unwrap();
         text = text.replace(
             "[account]\n",
@@ -507,7 +446,7 @@ fn a_lost_sync_state_resyncs_the_folder_and_sweeps_what_the_server_deleted() {
     use easync::store::state::StateFile;
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "resync");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "resync", "");
     let doomed = lab
         .handle
         .add_mail(folder::INBOX, "doomed", "deleted while the key is lost")
@@ -541,7 +480,7 @@ fn a_broken_response_fails_the_run_and_the_next_run_completes_without_duplicates
     use easync::lab::{Fault, FaultKind};
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "fault");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "fault", "");
     // Only the Inbox, so that the broken response is the one carrying the new mail.
     let text = std::fs::read_to_string(&setup.config_path).unwrap();
     let text = text.replace("[sync]\n", "[sync]\ninclude_folders = [\"Inbox\"]\n");
@@ -594,7 +533,7 @@ fn a_broken_response_fails_the_run_and_the_next_run_completes_without_duplicates
 fn folders_added_renamed_and_deleted_on_the_server_follow_locally() {
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "folders");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "folders", "");
     setup.run_library();
     // Two new mail folders whose names clash once sanitized, and a new address book.
     let a = lab.handle.add_folder("0", "Reports/2026", 12).unwrap();
@@ -633,7 +572,7 @@ fn folders_added_renamed_and_deleted_on_the_server_follow_locally() {
 fn a_cached_server_url_is_used_when_the_configuration_names_none() {
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "cache");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "cache", "");
     let text = std::fs::read_to_string(&setup.config_path).unwrap();
     let text = text.replace(&format!("server = {url:?}\n"), "");
     assert!(!text.contains("server ="));
@@ -654,7 +593,7 @@ fn a_cached_server_url_is_used_when_the_configuration_names_none() {
 fn a_folder_deleted_during_the_sync_leads_to_folder_sync_and_the_run_completes() {
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "status12");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "status12", "");
     let book = lab.handle.add_folder("0", "Suppliers", 14).unwrap();
     lab.handle
         .add_item(NewItem {

@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::client;
 use common::lab::Lab;
+use common::setup::Setup;
 use easync::config::{Config, SyncClass};
 use easync::engine::account::Account;
 use easync::engine::heartbeat::Bounds;
@@ -20,62 +20,13 @@ use easync::engine::push::{PingResult, PushOutcome};
 use easync::lab::seed::folder;
 use easync::store::state::StateFile;
 
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// What these tests do with a [`Setup`].
+trait SetupExt {
+    fn account(&self, bounds: Option<Bounds>) -> Account;
+    fn learned_heartbeat(&self) -> Option<u32>;
 }
 
-/// A configuration file, its password file and data directory in a temp dir.
-struct Setup {
-    dir: TempDir,
-    config_path: PathBuf,
-}
-
-impl Setup {
-    fn new(url: &str, user: &str, password: &str, ca_file: Option<&Path>, tag: &str) -> Setup {
-        let email = if user.contains('@') {
-            user.to_string()
-        } else {
-            format!("{user}@example.com")
-        };
-        let dir = std::env::temp_dir().join(client::device_id(&format!("push-{tag}-")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dir = TempDir(dir);
-        let password_file = dir.0.join("password");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&password_file)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, password.as_bytes()))
-            .unwrap();
-        let ca = ca_file
-            .map(|c| format!("ca_file = {:?}\n", c.display().to_string()))
-            .unwrap_or_default();
-        let text = format!(
-            "[account]\nemail = {email:?}\nuser = {user:?}\npassword_file = {:?}\nserver = {url:?}\n\n\
-             [tls]\n{ca}allow_insecure_http = {}\n\n[storage]\ndata_dir = {:?}\n\n\
-             [sync]\nmail_age = \"all\"\ncalendar_age = \"all\"\n\n\
-             [device]\ndevice_id = {:?}\n",
-            password_file.display().to_string(),
-            url.starts_with("http://"),
-            dir.0.join("data").display().to_string(),
-            client::device_id(tag),
-        );
-        let config_path = dir.0.join("easync.toml");
-        std::fs::write(&config_path, text).unwrap();
-        Setup { dir, config_path }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.0.join("data")
-    }
-
+impl SetupExt for Setup {
     /// An account whose Ping heartbeat stays within `bounds` (the configuration allows no
     /// less than 60 s; the lab does).
     fn account(&self, bounds: Option<Bounds>) -> Account {
@@ -142,7 +93,7 @@ fn lab_with(min_heartbeat: u32, max_folders: usize) -> Lab {
 fn new_mail_wakes_the_ping_and_lands_in_the_maildir() {
     let lab = lab_with(1, 300);
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "wake");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "wake", "");
     let mut account = setup.account(Some(bounds(1, 30)));
     account.run_once(&mut |_| {}).expect("the first cycle");
     let before = messages(&setup.data());
@@ -197,7 +148,7 @@ fn new_mail_wakes_the_ping_and_lands_in_the_maildir() {
 fn clean_expiries_grow_the_learned_heartbeat() {
     let lab = lab_with(1, 300);
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "grow");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "grow", "");
     let mut account = setup.account(Some(bounds(1, 1)));
     for round in 1..=3 {
         let started = Instant::now();
@@ -238,7 +189,7 @@ fn clean_expiries_grow_the_learned_heartbeat() {
 fn a_too_short_heartbeat_is_raised_to_the_servers_minimum_and_retried() {
     let lab = lab_with(3, 300);
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "bound");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "bound", "");
     let mut account = setup.account(Some(bounds(1, 1)));
     let started = Instant::now();
     let outcome = push(&mut account);
@@ -252,7 +203,7 @@ fn a_too_short_heartbeat_is_raised_to_the_servers_minimum_and_retried() {
 fn too_many_folders_are_cut_to_the_servers_limit_inbox_first() {
     let lab = lab_with(1, 2);
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "maxf");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "maxf", "");
     let mut account = setup.account(Some(bounds(1, 1)));
     let outcome = push(&mut account);
     assert_eq!(outcome.result, PingResult::Expired, "{outcome}");
@@ -279,7 +230,7 @@ fn sogo_push_brings_an_imap_appended_mail() {
         return;
     };
     let ca = std::env::var_os("EASYNC_SOGO_CA").map(PathBuf::from);
-    let setup = Setup::new(&url, "easuser", "easpass", ca.as_deref(), "sogopush");
+    let setup = Setup::new(&url, "easuser", "easpass", ca.as_deref(), "sogopush", "");
     // The first round syncs everything, then Pings briefly (SOGo bounds it if it must).
     let mut quick = setup.account(Some(bounds(1, 5)));
     let first = quick.push_once(&mut |_| {}).expect("first round");
@@ -338,7 +289,7 @@ fn easyncd_once_push_prints_what_arrived() {
     use std::process::{Command, Stdio};
     let lab = Lab::start(Lab::default_config());
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "bin");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "bin", "");
     let mut child = Command::new(env!("CARGO_BIN_EXE_easyncd"))
         .arg("--config")
         .arg(&setup.config_path)
@@ -377,7 +328,7 @@ fn a_ping_lost_on_the_network_shortens_the_heartbeat_and_fails_for_a_retry() {
     use easync::lab::{Fault, FaultKind};
     let lab = lab_with(1, 300);
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "timeout");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "timeout", "");
     let mut account = setup.account(Some(bounds(1, 2)));
     account.run_once(&mut |_| {}).expect("the first cycle");
     // The answer comes after heartbeat + the transport's margin: the device gives up first.
@@ -409,7 +360,7 @@ fn a_ping_lost_on_the_network_shortens_the_heartbeat_and_fails_for_a_retry() {
 fn a_folder_deleted_on_the_server_leads_to_folder_sync_and_a_new_ping() {
     let lab = lab_with(1, 300);
     let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "fsync");
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "fsync", "");
     let archive = lab.handle.add_folder("0", "Archive 2026", 12).unwrap();
     lab.handle.add_mail(&archive, "kept", "old mail").unwrap();
     let mut account = setup.account(Some(bounds(1, 1)));

@@ -11,8 +11,6 @@
 
 use core::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 /// The heartbeat every session starts from when nothing is learned (seconds).
 pub const DEFAULT_START: u32 = 480;
 /// What EAS allows at most (MS-ASCMD HeartbeatInterval: 1 to 3540 seconds).
@@ -44,17 +42,8 @@ impl Default for Bounds {
     }
 }
 
-/// The learned part, persisted between runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Learned {
-    /// The heartbeat to use next (seconds).
-    pub current: u32,
-    /// The lowest value at which a network timeout was seen; the heartbeat stays below it.
-    pub ceiling: Option<u32>,
-    /// The server's bounds from Ping status 5.
-    pub server_min: Option<u32>,
-    pub server_max: Option<u32>,
-}
+/// The learned part, persisted between runs (kept in the state as it is).
+pub use crate::store::state::HeartbeatMemory as Learned;
 
 /// The adaptive heartbeat. See the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,14 +10,14 @@
 use std::fmt;
 
 use super::account::{Account, EngineError, HonestEnforcer, Progress, Summary, sync_class};
-use super::heartbeat::{self, Bounds, Heartbeat, Learned};
+use super::heartbeat::{self, Bounds, Heartbeat};
 use super::provision::EngineProvisioner;
 use crate::config::SyncClass;
 use crate::eas::folder::{self, FolderType};
 use crate::eas::item::Class;
 use crate::eas::ping::{self, PingFolder, PingResponse, Status};
 use crate::eas::{Command, ProtocolVersion};
-use crate::store::state::{AccountState, HeartbeatMemory};
+use crate::store::state::AccountState;
 use crate::transport::{self, Session, command_timeout};
 
 /// Ping requests in one round at most (the first and one per correction).
@@ -142,17 +142,8 @@ impl Account {
     /// The heartbeat of this process, built from the bounds and the learned value.
     fn heartbeat(&mut self, state: &AccountState) -> &mut Heartbeat {
         let bounds = self.bounds();
-        self.heartbeat.get_or_insert_with(|| {
-            Heartbeat::new(
-                bounds,
-                state.heartbeat.map(|h| Learned {
-                    current: h.current,
-                    ceiling: h.ceiling,
-                    server_min: h.server_min,
-                    server_max: h.server_max,
-                }),
-            )
-        })
+        self.heartbeat
+            .get_or_insert_with(|| Heartbeat::new(bounds, state.heartbeat))
     }
 
     /// One push round: a Ping over the synced folders, then a Sync of the folders that
@@ -333,13 +324,7 @@ impl Account {
         state: &mut AccountState,
         session: &Session,
     ) -> Result<(), EngineError> {
-        let learned = self.heartbeat(state).learned();
-        state.heartbeat = Some(HeartbeatMemory {
-            current: learned.current,
-            ceiling: learned.ceiling,
-            server_min: learned.server_min,
-            server_max: learned.server_max,
-        });
+        state.heartbeat = Some(self.heartbeat(state).learned());
         state.policy_key = session.state().policy_key.map(|k| k.to_string());
         state.set_last_error(None);
         self.state_file.save(state)?;

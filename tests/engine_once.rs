@@ -622,3 +622,32 @@ fn a_folder_deleted_during_the_sync_leads_to_folder_sync_and_the_run_completes()
     assert!(!setup.data().join("contacts/Suppliers").exists());
     assert_eq!(counts(&files(&setup.data())), lab_counts(&lab), "{summary}");
 }
+
+#[test]
+fn a_second_process_on_the_same_data_dir_is_refused_and_writes_nothing() {
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "lock", "");
+    let config = Config::load(&setup.config_path).unwrap();
+    let mut holder = Account::new(config);
+    holder.run_once(&mut |_| {}).expect("the first cycle");
+    let state = std::fs::read(setup.data().join("state/account.postcard")).unwrap();
+
+    let out = setup.run_binary();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another easync process")
+            && stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(setup.data().join("state/account.postcard")).unwrap(),
+        state,
+        "the refused process wrote nothing into the state"
+    );
+
+    drop(holder);
+    let out = setup.run_binary();
+    assert!(out.status.success(), "free again once the holder is gone");
+}

@@ -176,6 +176,7 @@ fn clean_expiries_grow_the_learned_heartbeat() {
         }
     }
     // A restart continues from the persisted value (clamped by the bounds).
+    drop(account);
     let mut again = setup.account(Some(Bounds {
         min: 1,
         max: 2,
@@ -208,6 +209,7 @@ fn too_many_folders_are_cut_to_the_servers_limit_inbox_first() {
     let outcome = push(&mut account);
     assert_eq!(outcome.result, PingResult::Expired, "{outcome}");
     // The Inbox is still watched: new mail there wakes the next round.
+    drop(account);
     let mut waiting = setup.account(Some(bounds(30, 30)));
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::apply::{self, Applied, FolderApplier};
@@ -30,6 +30,7 @@ use crate::eas::sync::{
 };
 use crate::eas::{Command, ProtocolVersion};
 use crate::store::atomic::{self, PRIVATE_FILE_MODE, StoreError};
+use crate::store::lock::DataDirLock;
 use crate::store::maildir::Maildir;
 use crate::store::names::{self, NameSet};
 use crate::store::state::{AccountState, FolderState, StateFile, WipeIntent};
@@ -167,6 +168,8 @@ pub struct Account {
     pub(super) heartbeat_bounds: Option<Bounds>,
     /// Lets another thread end a parked Ping (see [`super::runner::Interrupter`]).
     pub(super) control: Arc<PingControl>,
+    /// The data directory, held for this process from the first exchange on.
+    data_lock: Mutex<Option<DataDirLock>>,
 }
 
 /// The Enforcer while the device hooks (issue 5) do not exist: it enforces nothing, so it
@@ -259,7 +262,18 @@ impl Account {
             heartbeat: None,
             heartbeat_bounds: None,
             control: Arc::default(),
+            data_lock: Mutex::new(None),
         }
+    }
+
+    /// Takes the data directory's lock if this account does not hold it yet: two processes
+    /// syncing into one directory would undo each other's work.
+    pub(super) fn hold_data_dir(&self) -> Result<(), EngineError> {
+        let mut held = self.data_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = Some(DataDirLock::acquire(self.config.data_dir())?);
+        }
+        Ok(())
     }
 
     /// Takes a new configuration (SIGHUP), keeping the handle that interrupts Pings. The
@@ -268,6 +282,7 @@ impl Account {
         self.state_file = StateFile::new(config.data_dir());
         self.config = config;
         self.heartbeat = None;
+        *self.data_lock.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// A handle that ends this account's parked Ping from another thread.
@@ -376,6 +391,7 @@ impl Account {
     /// status`). A wipe ordered by the server ends the cycle with
     /// [`EngineError::WipePending`] once its intent is saved and acknowledged.
     pub fn run_once(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Summary, EngineError> {
+        self.hold_data_dir()?;
         let result = self.cycle(progress);
         self.recorded(result)
     }
@@ -394,9 +410,12 @@ impl Account {
             }
             e => e,
         });
+        // Not failures of this account's sync (and a locked-out process must not write).
         let on_purpose = matches!(
             &result,
-            Err(EngineError::Interrupted | EngineError::Transport(transport::Error::Cancelled))
+            Err(EngineError::Interrupted
+                | EngineError::Transport(transport::Error::Cancelled)
+                | EngineError::Store(StoreError::Locked { .. }))
         );
         if let (Err(e), false) = (&result, on_purpose) {
             let recorded = self.state_file.load().and_then(|loaded| {
@@ -488,6 +507,7 @@ impl Account {
         &self,
         state: &mut AccountState,
     ) -> Result<(Session, String), EngineError> {
+        self.hold_data_dir()?;
         let url = self.server_url()?;
         let tconfig = self.transport_config(&url)?;
         let user_agent = tconfig.user_agent.clone();

@@ -156,6 +156,7 @@ impl Account {
         &mut self,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<PushOutcome, EngineError> {
+        self.hold_data_dir()?;
         let result = self.push_round(progress);
         self.recorded(result)
     }

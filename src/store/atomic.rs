@@ -60,6 +60,13 @@ pub enum StoreError {
     /// A value the store refuses to record (too long, malformed).
     #[error("{}: {detail}", .path.display())]
     Invalid { path: PathBuf, detail: String },
+    /// Another process holds the data directory (see `store::lock`).
+    #[error(
+        "{} is in use by another easync process{}: stop it first (one easyncd per data \
+         directory; `easyncd --once` cannot run beside the daemon)",
+        .dir.display(), .holder.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked { dir: PathBuf, holder: Option<u32> },
 }
 
 /// The store's result type.

@@ -6,6 +6,7 @@
 //! - [`atomic`]: write-temp, fsync, rename, fsync-the-folder: the one way files are replaced.
 //! - [`names`]: server-provided names made into safe, unique directory and file names.
 //! - [`state`]: the account's state (sync keys, id maps, learned heartbeat) as postcard.
+//! - [`lock`]: one process at a time per data directory.
 //! - [`maildir`]: mail folders in the Maildir layout (`cur`, `new`, `tmp`, flags).
 //! - [`vdir`]: one-file-per-item folders for contacts, calendar, tasks and notes.
 //! - [`vcard`], [`ical`], [`note`], [`timezone`]: EAS items to and from vCard 4.0,
@@ -13,6 +14,7 @@
 
 pub mod atomic;
 pub mod ical;
+pub mod lock;
 pub mod maildir;
 pub mod names;
 pub mod note;

@@ -6,6 +6,11 @@
 //!
 //! The state is saved after FolderSync and after every Sync response (only once all its
 //! items are durable), so an interrupted cycle resumes where it stopped.
+//!
+//! The server's policy caps what is requested: provisioning turns it into the state's
+//! `policy_limits` (see [`super::provision::policy_limits`]), which the cycle copies into
+//! the state it holds (`adopt_policy_limits`) so that its own saves keep them;
+//! Sync then asks for the stricter age filter and mail cut at the policy's body size.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -33,7 +38,7 @@ use crate::store::atomic::{self, PRIVATE_FILE_MODE, StoreError};
 use crate::store::lock::DataDirLock;
 use crate::store::maildir::Maildir;
 use crate::store::names::{self, NameSet};
-use crate::store::state::{AccountState, FolderState, StateFile, WipeIntent};
+use crate::store::state::{AccountState, FolderState, PolicyLimits, StateFile, WipeIntent};
 use crate::store::vdir::{self, Vdir};
 use crate::transport::{self, Auth, Client, Session, TlsOptions, autodiscover, command_timeout};
 
@@ -226,6 +231,58 @@ fn filter_type(age: AgeFilter) -> FilterType {
         AgeFilter::ThreeMonths => FilterType::ThreeMonths,
         AgeFilter::SixMonths => FilterType::SixMonths,
     }
+}
+
+/// The stricter of the configured age filter and the policy's (a FilterType code; 0 and
+/// an absent limit mean all items) for a `class` folder. A policy code the spec does not
+/// allow for the class is ignored.
+fn stricter_filter(class: Class, configured: FilterType, policy: Option<u8>) -> FilterType {
+    let Some(code) = policy.filter(|&c| c > 0) else {
+        return configured;
+    };
+    if configured != FilterType::All && configured.code() <= code {
+        return configured;
+    }
+    FILTER_TYPES
+        .iter()
+        .copied()
+        .find(|f| f.code() == code && f.applies_to(class))
+        .unwrap_or(configured)
+}
+
+const FILTER_TYPES: [FilterType; 8] = [
+    FilterType::All,
+    FilterType::OneDay,
+    FilterType::ThreeDays,
+    FilterType::OneWeek,
+    FilterType::TwoWeeks,
+    FilterType::OneMonth,
+    FilterType::ThreeMonths,
+    FilterType::SixMonths,
+];
+
+/// The most bytes of a mail's MIME the policy lets easync request: the smaller of the plain
+/// text and (when HTML mail is allowed) the HTML body limits.
+fn mail_body_cap(limits: &PolicyLimits) -> Option<u64> {
+    let html = limits
+        .allow_html_email
+        .then_some(limits.max_email_html_body_bytes)
+        .flatten();
+    match (limits.max_email_body_bytes, html) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sizes of the MIMETruncation codes 0–7 (MS-ASCMD 2.2.3.108.2); 8 is no truncation.
+const MIME_TRUNCATION_SIZES: [u64; 8] = [0, 4096, 5120, 7168, 10240, 20480, 51200, 102400];
+
+/// The largest MIMETruncation code that cuts at no more than `cap` bytes.
+fn mime_truncation_code(cap: u64) -> u8 {
+    MIME_TRUNCATION_SIZES
+        .iter()
+        .rposition(|&size| size <= cap)
+        .map_or(0, |i| i as u8)
 }
 
 fn protocol(version: config::EasVersion) -> ProtocolVersion {
@@ -454,7 +511,9 @@ impl Account {
         };
         let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
 
-        self.folder_sync(&mut session, &mut prov, &mut state)?;
+        let synced = self.folder_sync(&mut session, &mut prov, &mut state);
+        self.adopt_policy_limits(&prov, &mut state)?;
+        synced?;
 
         let mut summary = Summary {
             url: session.state().url.clone(),
@@ -484,7 +543,10 @@ impl Account {
                         self.folder_sync(&mut session, &mut prov, &mut state)?;
                         continue;
                     }
-                    result => result?,
+                    result => {
+                        self.adopt_policy_limits(&prov, &mut state)?;
+                        result?
+                    }
                 };
             done.insert(id);
             let s = summary.classes.entry(sync_class(class)).or_default();
@@ -499,6 +561,27 @@ impl Account {
         state.set_last_error(None);
         self.state_file.save(&state)?;
         Ok(summary)
+    }
+
+    /// Puts what provisioning decided about the policy's limits into `state` (the copy in
+    /// memory that the cycle saves later, which must not undo it) and saves it at once
+    /// when they changed: the policy key is saved too, so no later provisioning would
+    /// bring the limits back if this cycle stopped before its final save.
+    pub(super) fn adopt_policy_limits<E: Enforcer + ?Sized>(
+        &self,
+        prov: &EngineProvisioner<'_, E>,
+        state: &mut AccountState,
+    ) -> Result<(), EngineError> {
+        let Some(limits) = prov.limits() else {
+            return Ok(());
+        };
+        if state.policy_limits == limits {
+            return Ok(());
+        }
+        log::info!("the server's policy limits are now {limits:?}");
+        state.policy_limits = limits;
+        self.state_file.save(state)?;
+        Ok(())
     }
 
     /// Connects to the server: a session with the saved policy key, negotiated (the version
@@ -627,18 +710,39 @@ impl Account {
         Ok(())
     }
 
-    fn sync_options(&self, class: Class) -> SyncOptions {
+    /// The options of a Sync of a `class` folder: the configuration's, capped by the
+    /// server's policy (`limits`): the stricter age filter, and mail truncated no later
+    /// than the policy's body limits. Mail is always asked for as MIME, so AllowHTMLEmail
+    /// has nothing to turn off here.
+    pub(super) fn sync_options(&self, class: Class, limits: Option<&PolicyLimits>) -> SyncOptions {
         let settings = self.config.sync();
         match class {
-            Class::Email => SyncOptions {
-                filter_type: Some(filter_type(settings.mail_age)),
-                body_preferences: vec![BodyPreference::new(BodyType::Mime)],
-                mime_support: Some(MimeSupport::Always),
-                // 8: the whole message, never truncated (a cut MIME message is unreadable).
-                mime_truncation: Some(8),
-            },
+            Class::Email => {
+                let cap = limits.and_then(mail_body_cap);
+                SyncOptions {
+                    filter_type: Some(stricter_filter(
+                        class,
+                        filter_type(settings.mail_age),
+                        limits.and_then(|l| l.max_email_age),
+                    )),
+                    body_preferences: vec![BodyPreference {
+                        truncation_size: cap.map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
+                        ..BodyPreference::new(BodyType::Mime)
+                    }],
+                    mime_support: Some(MimeSupport::Always),
+                    // 8: the whole message; a message cut under a policy is marked as
+                    // truncated in the Maildir (see `fetch`) and can be completed.
+                    mime_truncation: Some(cap.map_or(8, mime_truncation_code)),
+                }
+            }
             _ => SyncOptions {
-                filter_type: (class == Class::Calendar).then(|| filter_type(settings.calendar_age)),
+                filter_type: (class == Class::Calendar).then(|| {
+                    stricter_filter(
+                        class,
+                        filter_type(settings.calendar_age),
+                        limits.and_then(|l| l.max_calendar_age),
+                    )
+                }),
                 body_preferences: vec![BodyPreference {
                     truncation_size: settings.body_size_limit,
                     ..BodyPreference::new(BodyType::PlainText)
@@ -673,7 +777,7 @@ impl Account {
         let mut key = folder.sync_key.clone();
         let local_dir = folder.local_dir.clone();
         let data_dir = self.data_dir().to_path_buf();
-        let options = self.sync_options(class);
+        let options = self.sync_options(class, state.policy_limits.as_ref());
         let maildir = match class {
             Class::Email => Some(Maildir::for_folder(&data_dir, &local_dir)?),
             _ => None,
@@ -868,6 +972,49 @@ mod tests {
         assert!(e.to_string().contains("password"), "{e}");
         let store = EngineError::Unsupported("x".into());
         assert_eq!(store.reaction(), None);
+    }
+
+    #[test]
+    fn the_policy_caps_filters_and_truncation() {
+        use FilterType as F;
+        let email = Class::Email;
+        assert_eq!(stricter_filter(email, F::All, Some(3)), F::OneWeek);
+        assert_eq!(stricter_filter(email, F::OneDay, Some(3)), F::OneDay);
+        assert_eq!(stricter_filter(email, F::OneMonth, Some(3)), F::OneWeek);
+        assert_eq!(stricter_filter(email, F::OneMonth, None), F::OneMonth);
+        assert_eq!(stricter_filter(email, F::OneMonth, Some(0)), F::OneMonth);
+        assert_eq!(
+            stricter_filter(email, F::All, Some(7)),
+            F::All,
+            "not for email"
+        );
+        assert_eq!(
+            stricter_filter(Class::Calendar, F::All, Some(6)),
+            F::ThreeMonths
+        );
+
+        assert_eq!(mime_truncation_code(0), 0);
+        assert_eq!(mime_truncation_code(4095), 0);
+        assert_eq!(mime_truncation_code(4096), 1);
+        assert_eq!(mime_truncation_code(60_000), 6);
+        assert_eq!(mime_truncation_code(u64::MAX), 7);
+
+        let mut limits = PolicyLimits {
+            max_email_body_bytes: Some(2048),
+            max_email_html_body_bytes: Some(1024),
+            allow_html_email: true,
+            attachments_enabled: true,
+            ..PolicyLimits::default()
+        };
+        assert_eq!(mail_body_cap(&limits), Some(1024));
+        limits.allow_html_email = false;
+        assert_eq!(
+            mail_body_cap(&limits),
+            Some(2048),
+            "no HTML: its limit is moot"
+        );
+        limits.max_email_body_bytes = None;
+        assert_eq!(mail_body_cap(&limits), None);
     }
 
     #[test]

@@ -281,11 +281,12 @@ impl<'m> FolderApplier<'m> {
                     _ => Flags::NONE,
                 };
                 let flags = mail_flags(item.data.as_ref().map(|d| &d.node), old_flags);
+                let truncated = super::fetch::truncated_mime(item.data.as_ref().map(|d| &d.node));
                 match pending.take() {
                     Some(delivery) => {
                         let len = delivery.len();
-                        if known.is_some() {
-                            delivery.commit_item(map, &item.server_id, flags)?;
+                        let message = if known.is_some() {
+                            delivery.commit_item(map, &item.server_id, flags)?
                         } else {
                             // A name made from the ServerId: should the state be lost after
                             // this commit (a crash before the SyncKey is saved), the replayed
@@ -294,10 +295,14 @@ impl<'m> FolderApplier<'m> {
                             map.insert(
                                 &item.server_id,
                                 ItemEntry {
-                                    local: message.id,
+                                    local: message.id.clone(),
                                     fingerprint: Fingerprint::Flags(flags.bits()),
                                 },
                             )?;
+                            message
+                        };
+                        if let Some(whole_size) = truncated {
+                            super::fetch::mark_truncated(maildir, &message, whole_size)?;
                         }
                         self.applied.bytes += len;
                         count(&mut self.applied, known.is_some());
@@ -454,7 +459,7 @@ fn convert(class: Class, item: &ServerItem, ctx: &vcard::FromServer) -> Result<S
 }
 
 /// The UID of an existing vCard/iCalendar file (the first `UID:` line), if any.
-fn read_uid(path: &Path) -> Option<String> {
+pub(super) fn read_uid(path: &Path) -> Option<String> {
     use std::io::Read;
     let mut text = String::new();
     std::fs::File::open(path)

@@ -8,7 +8,12 @@
 //!   provision, FolderSync, Sync every selected folder into the store.
 //! - [`apply`]: a Sync response applied to the store as it is read (the engine's
 //!   `SyncHandler`), saving the SyncKey only once the items are durable.
+//! - [`fetch`]: on-demand ItemOperations fetches: attachments into files, the whole MIME
+//!   of mail stored truncated under a policy (the `X-Easync-Truncated` marker), the whole
+//!   body of items cut by `[sync] body_size_limit`.
 //! - [`heartbeat`]: the adaptive Ping heartbeat and the choice of folders to watch.
+//! - [`outbox`]: the Maildir `outbox/` sent with SendMail, refused messages set aside in
+//!   `outbox-failed/`.
 //! - [`push`]: one push round: Ping the synced folders with the adaptive heartbeat, Sync
 //!   the folders that changed.
 //! - [`reaction`]: what every kind of failure leads to (bounded waits, parked states).
@@ -19,7 +24,9 @@
 
 pub mod account;
 pub mod apply;
+pub mod fetch;
 pub mod heartbeat;
+pub mod outbox;
 pub mod provision;
 pub mod push;
 pub mod reaction;

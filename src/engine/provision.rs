@@ -6,13 +6,19 @@
 //! 142–144, 140); it stores the new policy key in the session, or returns
 //! [`Error::RemoteWipe`] once a wipe directive is acknowledged so that the interrupted
 //! command is not repeated.
+//!
+//! The part of a policy that limits what easync requests and keeps (ages, body and
+//! attachment sizes, HTML) becomes the state's [`PolicyLimits`] through [`policy_limits`];
+//! [`EngineProvisioner::limits`] tells the engine what the last provisioning decided, so
+//! the cycle can put it into the state it holds in memory.
 
-use crate::eas::policy::Policy;
+use crate::eas::policy::{AgeFilter, Policy, Truncation};
 use crate::eas::provision::{
     self, AckStatus, Next, ProvisionResponse, Provisioning, WipeDirective, WipeStatus,
 };
 use crate::eas::settings::DeviceInformation;
 use crate::eas::{Command, ProtocolVersion, Request};
+use crate::store::state::PolicyLimits;
 use crate::transport::{self, Error, Session, command_timeout};
 
 /// What decides the acknowledgement: enforces a policy and prepares a wipe.
@@ -61,10 +67,52 @@ impl<'a, E: Enforcer + ?Sized> EngineProvisioner<'a, E> {
         }
     }
 
+    /// What the provisioning rounds run so far decided for the state's `policy_limits`:
+    /// `None` when no round finished with a key or "no policy" (nothing to change),
+    /// `Some(None)` when the server has no policy, `Some(Some(limits))` otherwise.
+    pub fn limits(&self) -> Option<Option<PolicyLimits>> {
+        match self.outcome {
+            Some(Outcome::Key(_)) => Some(self.policy.as_ref().map(policy_limits)),
+            Some(Outcome::NoPolicy) => Some(None),
+            _ => None,
+        }
+    }
+
     fn exchange(session: &mut Session, request: &Request) -> transport::Result<ProvisionResponse> {
         let version = session.state().version;
         let response = session.send(request, None, command_timeout(Command::Provision, None))?;
         response.read(version, provision::read_response)
+    }
+}
+
+/// Bytes per unit of MaxEmailBodyTruncationSize and MaxEmailHTMLBodyTruncationSize.
+/// MS-ASPROV (2.2.2.34/35) names no unit; Exchange administers and sends these limits in
+/// kilobytes (Set-MobileDeviceMailboxPolicy), so they are read as KiB.
+pub const TRUNCATION_UNIT: u64 = 1024;
+
+/// The limits `policy` sets on what is requested and stored (MS-ASPROV 2.2.2): an absent
+/// element, an age filter of 0 (all) and a truncation size of -1 (none) set no limit;
+/// AttachmentsEnabled and AllowHTMLEmail default to allowed. MaxAttachmentSize is in bytes.
+pub fn policy_limits(policy: &Policy) -> PolicyLimits {
+    let age = |filter: Option<AgeFilter>| {
+        filter
+            .map(AgeFilter::code)
+            .filter(|&code| code > 0)
+            .and_then(|code| u8::try_from(code).ok())
+    };
+    let truncation = |t: Option<Truncation>| match t {
+        None | Some(Truncation::None) => None,
+        Some(Truncation::HeaderOnly) => Some(0),
+        Some(Truncation::Bytes(n)) => Some(u64::from(n).saturating_mul(TRUNCATION_UNIT)),
+    };
+    PolicyLimits {
+        max_email_age: age(policy.max_email_age_filter),
+        max_calendar_age: age(policy.max_calendar_age_filter),
+        max_email_body_bytes: truncation(policy.max_email_body_truncation_size),
+        max_email_html_body_bytes: truncation(policy.max_email_html_body_truncation_size),
+        max_attachment_bytes: policy.max_attachment_size.map(u64::from),
+        attachments_enabled: policy.attachments_enabled.unwrap_or(true),
+        allow_html_email: policy.allow_html_email.unwrap_or(true),
     }
 }
 
@@ -115,5 +163,47 @@ impl<E: Enforcer + ?Sized> transport::Provisioner for EngineProvisioner<'_, E> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_limits_take_units_and_defaults_from_ms_asprov() {
+        let open = policy_limits(&Policy::default());
+        assert_eq!(
+            open,
+            PolicyLimits {
+                attachments_enabled: true,
+                allow_html_email: true,
+                ..PolicyLimits::default()
+            }
+        );
+        let mut policy = Policy::default();
+        for (name, value) in [
+            ("MaxEmailAgeFilter", "3"),
+            ("MaxCalendarAgeFilter", "0"),
+            ("MaxEmailBodyTruncationSize", "2"),
+            ("MaxEmailHTMLBodyTruncationSize", "-1"),
+            ("MaxAttachmentSize", "5000"),
+            ("AttachmentsEnabled", "0"),
+            ("AllowHTMLEmail", "0"),
+        ] {
+            policy.set_by_name(name, value).unwrap();
+        }
+        let limits = policy_limits(&policy);
+        assert_eq!(limits.max_email_age, Some(3));
+        assert_eq!(limits.max_calendar_age, None, "0 means all");
+        assert_eq!(limits.max_email_body_bytes, Some(2048), "KiB");
+        assert_eq!(limits.max_email_html_body_bytes, None, "-1 means none");
+        assert_eq!(limits.max_attachment_bytes, Some(5000), "bytes");
+        assert!(!limits.attachments_enabled);
+        assert!(!limits.allow_html_email);
+        policy
+            .set_by_name("MaxEmailBodyTruncationSize", "0")
+            .unwrap();
+        assert_eq!(policy_limits(&policy).max_email_body_bytes, Some(0));
     }
 }

@@ -26,7 +26,7 @@
 //!
 //! | Method and path | Body | Answer |
 //! |---|---|---|
-//! | `GET /state` | | policy, devices (keys, acks, DeviceInformation, wipe), folders with counts, faults |
+//! | `GET /state` | | policy, devices (keys, acks, DeviceInformation, wipe, per collection the SyncKey, item count and last FilterType), folders with counts, faults |
 //! | `GET /ca.pem` | | the lab CA certificate (PEM) |
 //! | `POST /client-cert` | `{"common_name": "..."}` | `{"cert_pem", "key_pem"}` signed by the lab CA |
 //! | `GET /items?folder=ID` | | the items of a folder (all without `folder`) |

@@ -174,7 +174,7 @@ impl Device {
             "wipe": wipe,
             "hierarchy_sync_key": self.hierarchy.key,
             "collections": self.collections.iter().map(|(id, c)| (id.clone(), json!({
-                "sync_key": c.sync_key, "items": c.known.len()}))).collect::<serde_json::Map<_, _>>(),
+                "sync_key": c.sync_key, "items": c.known.len(), "filter_type": c.filter_type}))).collect::<serde_json::Map<_, _>>(),
             "requests": self.requests,
         })
     }

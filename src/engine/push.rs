@@ -296,6 +296,8 @@ impl Account {
                 });
             }
         }
+        // A re-provisioning during the round may have brought other limits.
+        self.adopt_policy_limits(&prov, &mut state)?;
         self.save_heartbeat(&mut state, &session)?;
         Ok(PushOutcome {
             result: if response.status == Status::Expired {

@@ -44,6 +44,7 @@ pub(crate) const DELETES_AS_MOVES: Tag = Tag::named(cp::AIRSYNC, "DeletesAsMoves
 pub(crate) const CONVERSATION_MODE: Tag = Tag::named(cp::AIRSYNC, "ConversationMode");
 pub(crate) const OPTIONS: Tag = Tag::named(cp::AIRSYNC, "Options");
 pub(crate) const FILTER_TYPE: Tag = Tag::named(cp::AIRSYNC, "FilterType");
+pub(crate) const CONFLICT: Tag = Tag::named(cp::AIRSYNC, "Conflict");
 pub(crate) const MIME_SUPPORT: Tag = Tag::named(cp::AIRSYNC, "MIMESupport");
 pub(crate) const MIME_TRUNCATION: Tag = Tag::named(cp::AIRSYNC, "MIMETruncation");
 pub(crate) const WAIT: Tag = Tag::named(cp::AIRSYNC, "Wait");
@@ -76,6 +77,16 @@ pub enum MimeSupport {
     Always = 2,
 }
 
+/// Which side's version is kept when an item changed on both (MS-ASCMD 2.2.3.34
+/// Conflict). Without the element the server keeps its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictResolution {
+    /// 0: the client's object replaces the server's.
+    ClientWins = 0,
+    /// 1: the server's object replaces the client's; the client's change gets Status 7.
+    ServerWins = 1,
+}
+
 /// The per-collection options of a Sync request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncOptions {
@@ -87,6 +98,8 @@ pub struct SyncOptions {
     pub mime_support: Option<MimeSupport>,
     /// Email: MIME truncation code 0–8 (0 everything truncated … 7 = 100 KB, 8 = none).
     pub mime_truncation: Option<u8>,
+    /// How a change made on both sides is resolved (the server's default: server wins).
+    pub conflict: Option<ConflictResolution>,
 }
 
 /// A change the client sends.
@@ -355,6 +368,9 @@ fn write_collection_body(
         }
         for pref in &o.body_preferences {
             pref.write(w)?;
+        }
+        if let Some(c) = o.conflict {
+            w.text_element(CONFLICT, &(c as u8).to_string())?;
         }
         if let Some(m) = o.mime_support {
             w.text_element(MIME_SUPPORT, &(m as u8).to_string())?;
@@ -903,6 +919,7 @@ mod tests {
             ],
             mime_support: Some(MimeSupport::Always),
             mime_truncation: Some(8),
+            conflict: None,
         });
         mail.commands = vec![
             mail_read_change("5:1", true),
@@ -1024,6 +1041,36 @@ mod tests {
 </Sync>"
         );
         assert_eq!(xml, expected);
+    }
+
+    #[test]
+    fn conflict_option_is_written_after_the_body_preferences() {
+        for (resolution, code) in [
+            (ConflictResolution::ClientWins, "0"),
+            (ConflictResolution::ServerWins, "1"),
+        ] {
+            let mut contacts = CollectionRequest::new("c7", "9", Class::Contacts);
+            contacts.options = Some(SyncOptions {
+                body_preferences: vec![BodyPreference::new(BodyType::PlainText)],
+                conflict: Some(resolution),
+                ..SyncOptions::default()
+            });
+            let req = SyncRequest {
+                collections: vec![contacts],
+                ..SyncRequest::default()
+            };
+            let xml = body_xml(&request(ProtocolVersion::V16_1, &req).unwrap());
+            let conflict = format!("<Conflict>{code}</Conflict>");
+            let at = xml.find(&conflict).unwrap_or_else(|| panic!("{xml}"));
+            assert!(
+                xml.find("</airsyncbase:BodyPreference>").unwrap() < at,
+                "{xml}"
+            );
+            assert!(at < xml.find("</Options>").unwrap(), "{xml}");
+        }
+        // Without a choice nothing is written: the server keeps its own version.
+        let xml = body_xml(&request(ProtocolVersion::V16_1, &sample_request()).unwrap());
+        assert!(!xml.contains("Conflict"), "{xml}");
     }
 
     fn request_14() -> SyncRequest {

@@ -175,6 +175,8 @@ pub struct Account {
     pub(super) control: Arc<PingControl>,
     /// The data directory, held for this process from the first exchange on.
     data_lock: Mutex<Option<DataDirLock>>,
+    /// Local changes the server refused, remembered so they are not sent again unchanged.
+    pub(super) uploads: super::upload::UploadMemory,
 }
 
 /// The Enforcer while the device hooks (issue 5) do not exist: it enforces nothing, so it
@@ -320,6 +322,7 @@ impl Account {
             heartbeat_bounds: None,
             control: Arc::default(),
             data_lock: Mutex::new(None),
+            uploads: super::upload::UploadMemory::new(),
         }
     }
 
@@ -733,6 +736,7 @@ impl Account {
                     // 8: the whole message; a message cut under a policy is marked as
                     // truncated in the Maildir (see `fetch`) and can be completed.
                     mime_truncation: Some(cap.map_or(8, mime_truncation_code)),
+                    conflict: None,
                 }
             }
             _ => SyncOptions {
@@ -749,6 +753,7 @@ impl Account {
                 }],
                 mime_support: None,
                 mime_truncation: None,
+                conflict: None,
             },
         }
     }
@@ -760,7 +765,8 @@ impl Account {
             .map_or(apply::DEFAULT_BODY_LIMIT, |l| l as usize)
     }
 
-    /// Syncs one folder from its saved key until the server has nothing more.
+    /// Syncs one folder from its saved key until the server has nothing more, sending the
+    /// folder's local changes with the requests (see [`super::upload`]).
     pub(super) fn sync_folder(
         &self,
         session: &mut Session,
@@ -777,7 +783,10 @@ impl Account {
         let mut key = folder.sync_key.clone();
         let local_dir = folder.local_dir.clone();
         let data_dir = self.data_dir().to_path_buf();
-        let options = self.sync_options(class, state.policy_limits.as_ref());
+        let mut options = self.sync_options(class, state.policy_limits.as_ref());
+        options.conflict = Some(super::upload::conflict_resolution(
+            self.config.sync().conflict,
+        ));
         let maildir = match class {
             Class::Email => Some(Maildir::for_folder(&data_dir, &local_dir)?),
             _ => None,
@@ -793,7 +802,11 @@ impl Account {
                 self.body_limit(),
             ),
         };
+        applier.enable_upload(&self.uploads);
         let mut estimated = None;
+        // While a first or full sync still downloads, the item map is incomplete and a file
+        // not in it yet may well be a server item: nothing is uploaded until it is done.
+        let mut catching_up = key == sync::INITIAL_SYNC_KEY;
         for round in 0..MAX_ROUNDS {
             let initial = key == sync::INITIAL_SYNC_KEY;
             let mut collection = CollectionRequest::new(&key, id, class);
@@ -801,7 +814,13 @@ impl Account {
                 collection.get_changes = Some(true);
                 collection.window_size = Some(WINDOW_SIZE);
                 collection.options = Some(options.clone());
+                if !catching_up {
+                    // The device's changes ride along (saved as pending first, see `upload`).
+                    collection.commands =
+                        applier.prepare_upload(session.state().version, WINDOW_SIZE as usize)?;
+                }
             }
+            let uploading = !collection.commands.is_empty();
             let request = SyncRequest {
                 collections: vec![collection],
                 ..SyncRequest::default()
@@ -843,6 +862,7 @@ impl Account {
                 // it does not send again is swept at the end.
                 log::warn!("folder {display_name}: the server lost its sync state: resyncing");
                 applier.seen = Some(HashSet::new());
+                catching_up = true;
                 key = sync::INITIAL_SYNC_KEY.to_string();
                 continue;
             }
@@ -868,7 +888,12 @@ impl Account {
                 estimated,
             });
             let progressed = applier.applied.changes() > before;
-            if !initial && !header.more_available && !progressed {
+            // Downloaded in full: the next round may carry the device's changes.
+            let caught_up = catching_up && !initial && !header.more_available;
+            if caught_up {
+                catching_up = false;
+            }
+            if !initial && !header.more_available && !progressed && !uploading && !caught_up {
                 break;
             }
             if round + 1 == MAX_ROUNDS {

@@ -8,8 +8,15 @@
 //! every item of the response is durable. Items are keyed by ServerId, so applying the same
 //! response twice changes nothing. A conversion error for one item is logged and counted;
 //! a store error stops the folder (the SyncKey does not move).
+//!
+//! With uploads enabled ([`FolderApplier::enable_upload`]) it also carries the local changes
+//! of each request ([`FolderApplier::prepare_upload`], see [`super::upload`]): the server's
+//! answers to them and its own changes of the same items are noted as they are read, and
+//! settled into the item map in [`SyncHandler::end_collection`], saved with the new key.
 
 use std::collections::HashSet;
+
+use super::upload::{self, LocalStore, Outbound, UploadCounts, UploadMemory};
 use std::io;
 use std::path::Path;
 
@@ -18,7 +25,7 @@ use crate::eas::item::{BodyType, Class, LargeValue};
 use crate::eas::parse::Node;
 use crate::eas::sink::Sink;
 use crate::eas::sync::{
-    ClientResponse, CollectionHeader, ServerChange, ServerItem, Status, SyncHandler,
+    ClientCommand, ClientResponse, CollectionHeader, ServerChange, ServerItem, Status, SyncHandler,
 };
 use crate::store::atomic::StoreError;
 use crate::store::maildir::{Delivery, Flags, Maildir};
@@ -46,6 +53,8 @@ pub struct Applied {
     /// Items that could not be converted or had no content (logged, skipped).
     pub failed: u64,
     pub bytes: u64,
+    /// Local changes uploaded (not counted in [`Applied::changes`]).
+    pub uploaded: UploadCounts,
 }
 
 impl Applied {
@@ -129,6 +138,16 @@ pub struct FolderApplier<'m> {
     /// During a full resync (after Sync status 3): the ServerIds the server sent, so that
     /// [`FolderApplier::sweep_unseen`] can drop the items it no longer has.
     pub seen: Option<HashSet<String>>,
+    upload: Option<Uploading<'m>>,
+}
+
+/// The upload side of a folder's sync.
+struct Uploading<'m> {
+    memory: &'m UploadMemory,
+    /// The client changes of the request in flight.
+    outbound: Option<Outbound>,
+    /// What was sent in this sync already (each local change goes once per sync).
+    attempted: HashSet<String>,
 }
 
 /// The file extension of a vdir class.
@@ -205,7 +224,79 @@ impl<'m> FolderApplier<'m> {
             header: None,
             failure: None,
             seen: None,
+            upload: None,
         }
+    }
+
+    /// Makes this applier carry the folder's local changes too (see [`super::upload`]).
+    pub fn enable_upload(&mut self, memory: &'m UploadMemory) {
+        self.upload = Some(Uploading {
+            memory,
+            outbound: None,
+            attempted: HashSet::new(),
+        });
+    }
+
+    /// The client changes for the next Sync request (at most `limit`; none when uploads are
+    /// not enabled or nothing is left). New Adds are saved in the state's `pending_adds`
+    /// before this returns, so a resend after a crash uses the same ClientIds.
+    pub fn prepare_upload(
+        &mut self,
+        version: crate::wbxml::ProtocolVersion,
+        limit: usize,
+    ) -> Result<Vec<ClientCommand>, StoreError> {
+        let Some(up) = self.upload.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let Some(folder) = self.state.folders.get_mut(&self.collection_id) else {
+            return Ok(Vec::new());
+        };
+        let store = match &self.target {
+            Target::Mail { maildir, .. } => LocalStore::Mail(maildir),
+            Target::Items { vdir, .. } => LocalStore::Items {
+                vdir,
+                class: self.class,
+            },
+        };
+        let batch = upload::build_batch(
+            &self.collection_id,
+            folder,
+            store,
+            version,
+            up.memory,
+            &mut up.attempted,
+            limit,
+        )?;
+        self.applied.uploaded.rejected += batch.outbound.counts.rejected;
+        let mut outbound = batch.outbound;
+        outbound.counts = UploadCounts::default();
+        up.outbound = (!outbound.is_empty()).then_some(outbound);
+        if batch.pending_changed {
+            self.state_file.save(self.state)?;
+        }
+        Ok(batch.commands)
+    }
+
+    /// Settles the answered request's client changes into the item map (not saved here).
+    fn settle_upload(&mut self) -> Result<bool, StoreError> {
+        let Some(up) = self.upload.as_mut() else {
+            return Ok(false);
+        };
+        let Some(mut outbound) = up.outbound.take() else {
+            return Ok(false);
+        };
+        let Some(folder) = self.state.folders.get_mut(&self.collection_id) else {
+            return Ok(false);
+        };
+        let (counts, copies) = outbound.settle(&self.collection_id, folder, up.memory)?;
+        self.applied.uploaded.add(&counts);
+        if let Target::Items { vdir, .. } = &self.target {
+            for copy in copies {
+                log::info!("{copy}: a second copy of an item uploaded from this device: removed");
+                vdir.remove(&copy)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Saves the state as it is (the item map of what is on disk; the folder's SyncKey only
@@ -484,15 +575,29 @@ impl SyncHandler for FolderApplier<'_> {
         if let Some(e) = &self.failure {
             return Err(eas::Error::Sink(io::Error::other(e.to_string())));
         }
+        if let Some(outbound) = self.upload.as_mut().and_then(|u| u.outbound.as_mut()) {
+            match &change {
+                ServerChange::Add(item) | ServerChange::Change(item) => {
+                    outbound.server_touched(&item.server_id)
+                }
+                ServerChange::Delete { server_id, .. } | ServerChange::SoftDelete { server_id } => {
+                    outbound.server_touched(server_id)
+                }
+            }
+        }
         self.apply(change).map_err(|e| self.fail(e))
     }
 
     fn client_response(
         &mut self,
-        _collection_id: &str,
+        collection_id: &str,
         response: ClientResponse,
     ) -> eas::Result<()> {
-        log::debug!("unexpected answer to a client change: {response:?}");
+        let outbound = self.upload.as_mut().and_then(|u| u.outbound.as_mut());
+        match outbound {
+            Some(outbound) if collection_id == self.collection_id => outbound.answer(&response),
+            _ => log::debug!("unexpected answer to a client change: {response:?}"),
+        }
         Ok(())
     }
 
@@ -531,20 +636,33 @@ impl SyncHandler for FolderApplier<'_> {
         if let Some(e) = &self.failure {
             return Err(eas::Error::Sink(io::Error::other(e.to_string())));
         }
-        if header.collection_id != self.collection_id || header.status() != Status::Success {
+        if header.collection_id != self.collection_id {
             return Ok(());
         }
-        let Some(key) = header.sync_key.clone() else {
+        if header.status() != Status::Success {
+            // The server did not take the request: its client changes stay unsettled and are
+            // found again by the next scan (new Adds stay pending with their ClientIds).
+            if let Some(up) = self.upload.as_mut() {
+                up.outbound = None;
+            }
             return Ok(());
+        }
+        let settled = match self.settle_upload() {
+            Ok(settled) => settled,
+            Err(e) => return Err(self.fail(e)),
         };
-        if let Some(folder) = self.state.folders.get_mut(&self.collection_id) {
+        let key = header.sync_key.clone();
+        if key.is_none() && !settled {
+            return Ok(());
+        }
+        if let (Some(folder), Some(key)) = (self.state.folders.get_mut(&self.collection_id), &key) {
             folder.sync_key = key.clone();
         }
         // Every item of this response is committed: only now may the key move forward.
         if let Err(e) = self.state_file.save(self.state) {
             return Err(self.fail(e));
         }
-        self.sync_key = Some(key);
+        self.sync_key = key;
         Ok(())
     }
 }

@@ -17,6 +17,10 @@
 //! - [`push`]: one push round: Ping the synced folders with the adaptive heartbeat, Sync
 //!   the folders that changed.
 //! - [`reaction`]: what every kind of failure leads to (bounded waits, parked states).
+//! - [`upload`]: the device's changes (vdir files, Maildir flags and deletions) sent as Sync
+//!   Add/Change/Delete with each folder's Sync, and [`account::Account::upload_once`].
+//! - [`watch`]: inotify on the data directory's item folders, telling the daemon when to
+//!   upload.
 //! - [`provision`]: provisioning over a session, with the policy decision and the wipe
 //!   handed to an [`provision::Enforcer`].
 //! - [`runner`]: the long-running schedule on its own thread — cycles, push rounds,
@@ -31,3 +35,5 @@ pub mod provision;
 pub mod push;
 pub mod reaction;
 pub mod runner;
+pub mod upload;
+pub mod watch;

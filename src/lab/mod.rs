@@ -79,8 +79,14 @@
 //! - Sync: SyncKeys look like `{1A2B3C4D}7`. A CollectionId that does not exist gets Status
 //!   12. Collection children out of the MS-ASCMD order are a protocol error (Status 4 for the
 //!   whole Sync). Changes go out deletes first, then changes (with every property, not only
-//!   the changed ones), then adds (mail newest first). Client changes always win (no
-//!   Conflict handling). With Wait/HeartbeatInterval and nothing to say, the request waits;
+//!   the changed ones), then adds (mail newest first). A client Change of an item changed on the
+//!   server since the client's SyncKey is a conflict: with Options Conflict 0 the client's
+//!   version is kept, otherwise (1 or absent, as MS-ASCMD says) the change gets Status 7 and
+//!   the server's version goes out in the same response; client Deletes always apply. An Add
+//!   whose ClientId the collection already answered (since its last SyncKey "0") gets the
+//!   same ServerId again and no new item, whatever SyncKey it comes with, so a client
+//!   resending after a crash makes no duplicate (Exchange's behaviour for a resend with a
+//!   newer SyncKey is not documented). With Wait/HeartbeatInterval and nothing to say, the request waits;
 //!   on expiry the answer is an empty body. Items that leave the filter window are not
 //!   soft-deleted. RTF bodies (Type 3) are never offered; MIME (Type 4) only with
 //!   MIMESupport 2. Empty and Partial Sync requests reuse the last full request; without
@@ -100,7 +106,7 @@
 //!   the same for its Mailbox and GAL criteria.
 //! - MeetingResponse works on calendar items and on meeting-request mails (MessageClass
 //!   `IPM.Schedule.Meeting.Request...`); nothing is sent to the organizer.
-//! - Not implemented: GetAttachment, ValidateCert, Sync Conflict handling, SoftDelete,
+//! - Not implemented: GetAttachment, ValidateCert, SoftDelete,
 //!   ConversationMode, pictures, availability, rights management.
 //! - Request bodies are read into memory, up to [`Config::max_body`] (413 beyond). Each
 //!   connection has its own thread; keep-alive connections stay open until the client

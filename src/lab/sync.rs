@@ -5,9 +5,10 @@
 //! the key before it repeats the last batch (one retry, as Exchange allows); any other key
 //! gets Status 3. Server changes go out as Add/Change/Delete in batches of WindowSize with
 //! MoreAvailable, a new key per batch. Client Add/Change/Delete/Fetch are applied first,
-//! with a response per Add and Fetch and per failed Change/Delete. Empty and Partial
-//! requests reuse the last full request; Wait/HeartbeatInterval hold the request until a
-//! change arrives.
+//! with a response per Add and Fetch and per failed Change/Delete (a Change of an item the
+//! server changed since gets Status 7 unless Options Conflict is 0; a repeated ClientId
+//! gets its first ServerId). Empty and Partial requests reuse the last full request;
+//! Wait/HeartbeatInterval hold the request until a change arrives.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,9 +26,9 @@ use crate::eas::estimate::{
 };
 use crate::eas::sync::{
     ADD, APPLICATION_DATA, CHANGE, CLASS, CLIENT_ID, COLLECTION, COLLECTION_ID, COLLECTIONS,
-    COMMANDS, CONVERSATION_MODE, DELETE, DELETES_AS_MOVES, FETCH, FILTER_TYPE, GET_CHANGES,
-    HEARTBEAT_INTERVAL, LIMIT, MORE_AVAILABLE, OPTIONS, PARTIAL, RESPONSES, SERVER_ID, STATUS,
-    SYNC, SYNC_KEY, Status, WAIT, WINDOW_SIZE,
+    COMMANDS, CONFLICT, CONVERSATION_MODE, DELETE, DELETES_AS_MOVES, FETCH, FILTER_TYPE,
+    GET_CHANGES, HEARTBEAT_INTERVAL, LIMIT, MORE_AVAILABLE, OPTIONS, PARTIAL, RESPONSES, SERVER_ID,
+    STATUS, SYNC, SYNC_KEY, Status, WAIT, WINDOW_SIZE,
 };
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
@@ -66,6 +67,8 @@ pub struct CollectionRequest {
     pub window_size: Option<usize>,
     pub deletes_as_moves: bool,
     pub options: BodyOptions,
+    /// Options Conflict: 0 the client's change wins, 1 (or absent) the server's.
+    pub conflict: Option<u8>,
     pub commands: Vec<ClientCommand>,
 }
 
@@ -159,6 +162,14 @@ fn parse_collection(node: &Node) -> Result<CollectionRequest, String> {
         window_size,
         deletes_as_moves: node.child(DELETES_AS_MOVES).is_none_or(parse_bool),
         options: BodyOptions::from_options(node.child(OPTIONS))?,
+        conflict: match node.child(OPTIONS).and_then(|o| o.child_text(CONFLICT)) {
+            Some(t) => match t.trim() {
+                "0" => Some(0),
+                "1" => Some(1),
+                other => return Err(format!("Conflict {other:?} is not 0 or 1")),
+            },
+            None => None,
+        },
         commands,
     })
 }
@@ -358,7 +369,11 @@ fn process(
                     continue;
                 };
                 if let Some(sid) = state.client_ids.get(&client_id) {
-                    // The same Add again (a retried batch): answer with the item made before.
+                    // The same Add again (a retried batch, or a client resending after a
+                    // crash): answer with the item made before, which the client then has.
+                    if let Some(i) = st.items.get(sid) {
+                        known.insert(sid.clone(), i.revision);
+                    }
                     result.responses.push(ItemResponse(
                         ADD,
                         Some(client_id),
@@ -428,6 +443,25 @@ fn process(
                     ));
                     continue;
                 };
+                // Changed on the server since the client last had it: a conflict. Unless the
+                // client wins (Conflict 0), its change is dropped with Status 7 and the
+                // server's version goes out with this response.
+                let client_revision = base.get(server_id).copied();
+                let server_revision = st.items.get(server_id).map(|i| i.revision);
+                let conflict = matches!(
+                    (client_revision, server_revision),
+                    (Some(c), Some(s)) if s > c
+                );
+                if conflict && req.conflict != Some(0) {
+                    result.responses.push(ItemResponse(
+                        CHANGE,
+                        None,
+                        server_id.clone(),
+                        Status::Conflict.code(),
+                        None,
+                    ));
+                    continue;
+                }
                 let (props, body) = props_from_node(data, class.as_str());
                 let _ = st.change_item(server_id, props, body);
                 if let Some(i) = st.items.get(server_id) {

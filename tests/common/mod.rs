@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+#[cfg(feature = "lab")]
+pub mod daemon;
 pub mod imap;
 #[cfg(feature = "lab")]
 pub mod lab;

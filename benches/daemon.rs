@@ -1,0 +1,586 @@
+//! Daemon benchmark: the `easyncd` binary (release build) against the in-process lab over
+//! loopback HTTP. Run with `cargo bench --bench daemon`; it prints one table, each figure with
+//! its target and `ok`/`over` (the targets are informational: the bench exits 0 either way,
+//! and panics only when something does not work at all).
+//!
+//! - Initial sync of `EASYNC_BENCH_MAILS` (default 10,000) mails of about 10 KiB MIME each:
+//!   wall time, items/s, the daemon's CPU seconds and peak RSS from `wait4`'s rusage. The
+//!   daemon is spawned by a helper process (this binary, `--spawner`) started before the lab
+//!   holds the mailbox, since a child's `ru_maxrss` is never below its spawner's RSS
+//!   high-water mark; the helper's floor (`/bin/true` measured the same way) is printed.
+//! - Push latency: the daemon parked in a Ping, the lab's admin API adds a mail, and the
+//!   time until the message appears in the Inbox's `new/` (inotify): median, p90, max of 20.
+//! - Idle while parked in a Ping with a 900 s heartbeat: RSS and context switches (all
+//!   threads) over `EASYNC_BENCH_IDLE_SECS` (default 60) seconds, per minute.
+//!
+//! The daemon is started in one place, [`start_parked_daemon`]: today `easyncd --once
+//! --push` (one cycle, then one Ping round); the long-running mode replaces it there.
+
+#[path = "../tests/common/daemon.rs"]
+mod daemon;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use daemon::{DaemonSetup, admin, count_item_files, lab_device};
+use easync::lab::{self, seed::folder};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+const EASYNCD: &str = env!("CARGO_BIN_EXE_easyncd");
+const DEFAULT_MAILS: usize = 10_000;
+/// Body bytes per mail; with the lab's headers the MIME message is about 10 KiB.
+const BODY_BYTES: usize = 10_000;
+const PUSH_ROUNDS: usize = 20;
+/// Mails of the second, small mailbox for push latency.
+const SMALL_MAILBOX: usize = 100;
+const DEFAULT_IDLE_SECS: u64 = 60;
+/// The heartbeat of the parked daemon: longer than any idle window measured here.
+const HEARTBEAT_SECS: u64 = 900;
+const SPAWNER_ARG: &str = "--spawner";
+
+const PEAK_RSS_TARGET_MIB: f64 = 8.0;
+const PUSH_MEDIAN_TARGET_MS: f64 = 50.0;
+const IDLE_RSS_TARGET_MIB: f64 = 4.0;
+const IDLE_WAKEUPS_TARGET: f64 = 0.0;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The spawner: runs commands to their end and reports their rusage.
+
+/// What `wait4` said about a finished command.
+struct Usage {
+    wall: Duration,
+    user: Duration,
+    sys: Duration,
+    max_rss_kib: u64,
+}
+
+/// Runs `argv` to its end (output to /dev/null); its wall time and rusage.
+fn run_with_rusage(argv: &[&str]) -> Result<Usage, String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let started = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pointers to live locals; std never waits for `child` (it is only dropped).
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait4: {err}"));
+        }
+    }
+    let wall = started.elapsed();
+    drop(child);
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(format!("{argv:?} failed (wait status {status:#x})"));
+    }
+    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Usage {
+        wall,
+        user: seconds(usage.ru_utime),
+        sys: seconds(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss as u64,
+    })
+}
+
+/// The spawner's side: one tab-separated command a line in, `ok WALL USER SYS MAXRSS_KIB`
+/// (times in microseconds)
+/// or `err MESSAGE` out.
+fn spawner() {
+    let mut stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let argv: Vec<&str> = line.split('\t').collect();
+        let reply = match run_with_rusage(&argv) {
+            Ok(u) => format!(
+                "ok {} {} {} {}",
+                u.wall.as_micros(),
+                u.user.as_micros(),
+                u.sys.as_micros(),
+                u.max_rss_kib
+            ),
+            Err(e) => format!("err {}", e.replace('\n', " ")),
+        };
+        if writeln!(stdout, "{reply}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// A copy of this binary in `--spawner` mode, started while the bench is still small.
+struct Spawner {
+    child: Child,
+    from: BufReader<ChildStdout>,
+}
+
+impl Spawner {
+    fn start() -> Spawner {
+        let exe = std::env::current_exe().expect("the bench executable");
+        let mut child = Command::new(exe)
+            .arg(SPAWNER_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the spawner starts");
+        let from = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Spawner { child, from }
+    }
+
+    fn run(&mut self, argv: &[&str]) -> Result<Usage, String> {
+        let to = self.child.stdin.as_mut().expect("piped stdin");
+        writeln!(to, "{}", argv.join("\t")).map_err(|e| format!("spawner: {e}"))?;
+        let mut line = String::new();
+        self.from
+            .read_line(&mut line)
+            .map_err(|e| format!("spawner: {e}"))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["ok", wall, user, sys, rss] => {
+                let n = |s: &str| {
+                    s.parse::<u64>()
+                        .map_err(|e| format!("spawner said {line:?}: {e}"))
+                };
+                Ok(Usage {
+                    wall: Duration::from_micros(n(wall)?),
+                    user: Duration::from_micros(n(user)?),
+                    sys: Duration::from_micros(n(sys)?),
+                    max_rss_kib: n(rss)?,
+                })
+            }
+            _ => Err(format!("spawner: {}", line.trim_end())),
+        }
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mailbox.
+
+/// A body of `len` bytes of lines of words (deterministic per `i`).
+fn mail_body(i: usize, len: usize) -> String {
+    const WORDS: [&str; 12] = [
+        "device", "sync", "report", "battery", "sensor", "update", "kiosk", "network", "firmware",
+        "status", "calendar", "meeting",
+    ];
+    let mut out = String::with_capacity(len + 80);
+    let mut k = i as u64;
+    while out.len() < len {
+        let mut line = String::new();
+        while line.len() < 70 {
+            k = k
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            line.push_str(WORDS[(k >> 33) as usize % WORDS.len()]);
+            line.push(' ');
+        }
+        out.push_str(line.trim_end());
+        out.push_str("\r\n");
+    }
+    out.truncate(len);
+    out
+}
+
+fn start_lab(mails: usize) -> lab::Handle {
+    let mut config = lab::Config::default();
+    let loopback = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.http = loopback;
+    config.https = None;
+    config.admin = loopback;
+    config.items = 0;
+    let handle = lab::Server::start(config).expect("the lab starts");
+    for i in 0..mails {
+        handle
+            .add_mail(
+                folder::INBOX,
+                &format!("bench mail {i:05}"),
+                &mail_body(i, BODY_BYTES),
+            )
+            .expect("mail added");
+    }
+    handle
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parked daemon.
+
+/// A daemon that has synced and sent its Ping, which the lab holds.
+struct ParkedDaemon {
+    child: Child,
+}
+
+/// Starts the daemon so that it parks in a Ping, and returns once it is parked: the daemon
+/// has printed its cycle summary, the lab's request count for the device has stopped moving
+/// for `SETTLE` and the process sleeps. Today `easyncd --once --push` (one Ping round).
+fn start_parked_daemon(handle: &lab::Handle, setup: &DaemonSetup) -> ParkedDaemon {
+    const SETTLE: Duration = Duration::from_millis(150);
+    let mut child = setup
+        .command(EASYNCD, &["--once", "--push"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("easyncd starts");
+    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).expect("daemon stdout");
+        assert!(
+            n > 0,
+            "easyncd ended before its summary: {:?}",
+            child.wait()
+        );
+        if line.starts_with("synced ") {
+            break;
+        }
+    }
+    // The rest of the output is read (and dropped) on a thread so the daemon never blocks.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let requests = || lab_device(handle, &setup.device_id).map(|d| d["requests"].clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = requests();
+    let mut stable_since = Instant::now();
+    loop {
+        assert!(Instant::now() < deadline, "easyncd never parked");
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "easyncd exited instead of parking: {:?}",
+            child.try_wait()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        let now = requests();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= SETTLE && process_state(child.id()) == Some('S') {
+            return ParkedDaemon { child };
+        }
+    }
+}
+
+impl ParkedDaemon {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the daemon to finish its push round.
+    fn finish(mut self) {
+        let status = self.child.wait().expect("wait for easyncd");
+        assert!(status.success(), "easyncd --once --push: {status}");
+    }
+}
+
+/// The state letter of `/proc/<pid>/stat` (`S` sleeping, `R` running ...).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Adds a mail through the lab's admin API (as an operator's "deliver" would).
+fn deliver(handle: &lab::Handle, subject: &str) {
+    let (status, json) = admin(
+        handle.admin_addr().expect("admin listener"),
+        "POST",
+        "/items",
+        Some(&serde_json::json!({
+            "folder": folder::INBOX, "subject": subject, "body": "pushed by the bench"
+        })),
+    );
+    assert_eq!(status, 200, "POST /items: {json}");
+}
+
+/// Delivers a mail and returns the time until a message file appears in `maildir`'s `new/`
+/// or `cur/` (inotify: a rename into either).
+fn push_latency(handle: &lab::Handle, maildir: &Path, subject: &str) -> Duration {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK).expect("inotify");
+    for sub in ["new", "cur"] {
+        inotify
+            .add_watch(
+                &maildir.join(sub),
+                AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CREATE,
+            )
+            .expect("inotify watch");
+    }
+    let started = Instant::now();
+    deliver(handle, subject);
+    loop {
+        match inotify.read_events() {
+            Ok(events) => {
+                let arrived = events.iter().any(|e| {
+                    e.name
+                        .as_ref()
+                        .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                });
+                if arrived {
+                    return started.elapsed();
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) => {}
+            Err(e) => panic!("inotify: {e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the pushed mail never arrived"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// `PUSH_ROUNDS` push latencies, sorted: each round parks a daemon and delivers one mail.
+fn push_rounds(handle: &lab::Handle, setup: &DaemonSetup) -> Vec<Duration> {
+    let inbox = setup.data().join("mail").join("Inbox");
+    let mut latencies = Vec::new();
+    for round in 0..PUSH_ROUNDS {
+        let parked = start_parked_daemon(handle, setup);
+        latencies.push(push_latency(handle, &inbox, &format!("pushed {round}")));
+        parked.finish();
+    }
+    latencies.sort();
+    latencies
+}
+
+/// VmRSS (KiB) and the context switches of all threads of `pid`.
+fn rss_and_switches(pid: u32) -> (u64, u64) {
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = field(&status, "VmRSS:");
+    let mut switches = 0;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            switches +=
+                field(&s, "voluntary_ctxt_switches:") + field(&s, "nonvoluntary_ctxt_switches:");
+        }
+    }
+    (rss, switches)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "over" }
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let i = (sorted.len() * p).div_ceil(100).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == SPAWNER_ARG) {
+        spawner();
+        return;
+    }
+    let mails = env_number("EASYNC_BENCH_MAILS", DEFAULT_MAILS as u64) as usize;
+    let idle_secs = env_number("EASYNC_BENCH_IDLE_SECS", DEFAULT_IDLE_SECS).max(1);
+    assert!(
+        idle_secs + 30 < HEARTBEAT_SECS,
+        "EASYNC_BENCH_IDLE_SECS must stay below the {HEARTBEAT_SECS} s heartbeat"
+    );
+
+    let mut spawner = Spawner::start();
+    let floor = spawner.run(&["/bin/true"]);
+
+    eprintln!("seeding the lab with {mails} mails ...");
+    let handle = start_lab(mails);
+    let push = format!(
+        "[push]\nheartbeat_min = 60\nheartbeat_max = {HEARTBEAT_SECS}\nheartbeat_start = {HEARTBEAT_SECS}\n"
+    );
+    let setup = DaemonSetup::new(&handle, "bench", &push);
+    let config = setup.config_path.display().to_string();
+
+    // a. The initial sync.
+    eprintln!("initial sync ...");
+    let sync = spawner
+        .run(&[EASYNCD, "--config", &config, "--once"])
+        .unwrap_or_else(|e| panic!("easyncd --once: {e}"));
+    spawner.stop();
+    let data = setup.data();
+    let stored = count_item_files(&data);
+    assert_eq!(stored, mails, "every mail stored");
+    let inbox = data.join("mail").join("Inbox");
+    let bytes: u64 = ["new", "cur"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(inbox.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let mean_kib = bytes as f64 / mails.max(1) as f64 / 1024.0;
+
+    // b. Push latency, with this mailbox and with a small one (where the lab's own time per
+    // request, which grows with the folder, does not dominate).
+    eprintln!("push latency ({PUSH_ROUNDS} rounds) ...");
+    let latencies = push_rounds(&handle, &setup);
+    let small = start_lab(SMALL_MAILBOX);
+    let small_setup = DaemonSetup::new(&small, "benchsmall", &push);
+    let out = small_setup
+        .command(EASYNCD, &["--once"])
+        .output()
+        .expect("easyncd runs");
+    assert!(out.status.success(), "easyncd --once: {out:?}");
+    let small_latencies = push_rounds(&small, &small_setup);
+    let parked = start_parked_daemon(&small, &small_setup);
+    std::thread::sleep(Duration::from_secs(1));
+    let small_parked_rss_mib = rss_and_switches(parked.pid()).0 as f64 / 1024.0;
+    deliver(&small, "end");
+    parked.finish();
+    small.shutdown();
+
+    // c. Idle while parked.
+    eprintln!("idle for {idle_secs} s ...");
+    let parked = start_parked_daemon(&handle, &setup);
+    std::thread::sleep(Duration::from_secs(1));
+    let requests = || lab_device(&handle, &setup.device_id).map(|d| d["requests"].clone());
+    let requests_before = requests();
+    let (rss_start, switches_start) = rss_and_switches(parked.pid());
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let (rss_end, switches_end) = rss_and_switches(parked.pid());
+    assert_eq!(
+        requests(),
+        requests_before,
+        "the daemon stayed parked in one Ping through the idle window"
+    );
+    deliver(&handle, "end of the idle window");
+    parked.finish();
+    let per_minute = (switches_end - switches_start) as f64 * 60.0 / idle_secs as f64;
+    let idle_rss_mib = rss_start.max(rss_end) as f64 / 1024.0;
+
+    // The table.
+    let peak_mib = sync.max_rss_kib as f64 / 1024.0;
+    let floor_text = match &floor {
+        Ok(f) => format!("{:.1} MiB", f.max_rss_kib as f64 / 1024.0),
+        Err(e) => format!("n/a ({e})"),
+    };
+    let wall = sync.wall.as_secs_f64();
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    println!();
+    println!(
+        "easyncd ({profile} build) against the in-process lab over loopback HTTP; {mails} mails \
+         of {mean_kib:.1} KiB on disk on average"
+    );
+    println!("{:<48} {:>18}  {:<10} verdict", "figure", "value", "target");
+    let row = |name: &str, value: String, target: &str, ok: Option<bool>| {
+        println!(
+            "{name:<48} {value:>18}  {target:<10} {}",
+            ok.map(verdict).unwrap_or("")
+        );
+    };
+    row("initial sync: wall time", format!("{wall:.2} s"), "", None);
+    row(
+        "initial sync: items/s",
+        format!("{:.0}", mails as f64 / wall),
+        "",
+        None,
+    );
+    row(
+        "initial sync: daemon CPU user + sys",
+        format!(
+            "{:.2} + {:.2} s",
+            sync.user.as_secs_f64(),
+            sync.sys.as_secs_f64()
+        ),
+        "",
+        None,
+    );
+    row(
+        "initial sync: daemon peak RSS (ru_maxrss)",
+        format!("{peak_mib:.1} MiB"),
+        "< 8 MiB",
+        Some(peak_mib < PEAK_RSS_TARGET_MIB),
+    );
+    row(
+        "  spawner floor (/bin/true ru_maxrss)",
+        floor_text,
+        "",
+        None,
+    );
+    for (what, sorted) in [
+        (format!("{mails} mails"), &latencies),
+        (format!("{SMALL_MAILBOX} mails"), &small_latencies),
+    ] {
+        let median = ms(percentile(sorted, 50));
+        row(
+            &format!("push latency ({what}): median of {PUSH_ROUNDS}"),
+            format!("{median:.1} ms"),
+            "< 50 ms",
+            Some(median < PUSH_MEDIAN_TARGET_MS),
+        );
+        row(
+            "  p90 / max",
+            format!(
+                "{:.1} / {:.1} ms",
+                ms(percentile(sorted, 90)),
+                ms(*sorted.last().expect("rounds"))
+            ),
+            "",
+            None,
+        );
+    }
+    row(
+        &format!("idle in Ping ({mails} mails): RSS"),
+        format!("{idle_rss_mib:.1} MiB"),
+        "< 4 MiB",
+        Some(idle_rss_mib < IDLE_RSS_TARGET_MIB),
+    );
+    row(
+        &format!("idle in Ping ({idle_secs} s window): context switches"),
+        format!("{per_minute:.1} /min"),
+        "0 /min",
+        Some(per_minute <= IDLE_WAKEUPS_TARGET),
+    );
+    row(
+        &format!("parked in Ping ({SMALL_MAILBOX} mails): RSS"),
+        format!("{small_parked_rss_mib:.1} MiB"),
+        "< 4 MiB",
+        Some(small_parked_rss_mib < IDLE_RSS_TARGET_MIB),
+    );
+    handle.shutdown();
+}

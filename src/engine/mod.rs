@@ -8,6 +8,8 @@
 //!   provision, FolderSync, Sync every selected folder into the store.
 //! - [`apply`]: a Sync response applied to the store as it is read (the engine's
 //!   `SyncHandler`), saving the SyncKey only once the items are durable.
+//! - [`enroll`]: an OAuth account's tokens: the credential store, the device sign-in
+//!   (RFC 8628) with its prompt, silent refresh written back to the store.
 //! - [`heartbeat`]: the adaptive Ping heartbeat and the choice of folders to watch.
 //! - [`push`]: one push round: Ping the synced folders with the adaptive heartbeat, Sync
 //!   the folders that changed.
@@ -19,6 +21,7 @@
 
 pub mod account;
 pub mod apply;
+pub mod enroll;
 pub mod heartbeat;
 pub mod provision;
 pub mod push;

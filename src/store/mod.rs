@@ -5,6 +5,7 @@
 //! Map:
 //! - [`atomic`]: write-temp, fsync, rename, fsync-the-folder: the one way files are replaced.
 //! - [`names`]: server-provided names made into safe, unique directory and file names.
+//! - [`credentials`]: the credential store (`credentials/`, 0700): OAuth tokens (0600).
 //! - [`state`]: the account's state (sync keys, id maps, learned heartbeat) as postcard.
 //! - [`maildir`]: mail folders in the Maildir layout (`cur`, `new`, `tmp`, flags).
 //! - [`vdir`]: one-file-per-item folders for contacts, calendar, tasks and notes.
@@ -12,6 +13,7 @@
 //!   iCalendar (VEVENT, VTODO, VTIMEZONE) and the notes format.
 
 pub mod atomic;
+pub mod credentials;
 pub mod ical;
 pub mod maildir;
 pub mod names;

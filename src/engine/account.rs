@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::apply::{self, Applied, FolderApplier};
+use super::enroll::{SignIn, SignInError, SignInPrompt};
 use super::heartbeat::{Bounds, Heartbeat};
 use super::provision::{Enforcer, EngineProvisioner};
 use super::reaction::{self, Reaction};
@@ -87,6 +88,10 @@ pub enum EngineError {
     /// daemon stops): not a failure.
     #[error("interrupted: a sync was asked for, local changes wait or the daemon stops")]
     Interrupted,
+    /// An OAuth account has no usable tokens (sign-in denied or expired, the stored sign-in
+    /// refused, the credential store unusable).
+    #[error("{0}")]
+    SignIn(#[from] SignInError),
 }
 
 impl EngineError {
@@ -100,6 +105,9 @@ impl EngineError {
                 SystemTime::now(),
                 0,
             )),
+            EngineError::SignIn(e) => {
+                Some(e.reaction(0, &transport::Backoff::default(), SystemTime::now(), 0))
+            }
             _ => None,
         }
     }
@@ -177,6 +185,8 @@ pub struct Account {
     data_lock: Mutex<Option<DataDirLock>>,
     /// Local changes the server refused, remembered so they are not sent again unchanged.
     pub(super) uploads: super::upload::UploadMemory,
+    /// An OAuth account's sign-in prompt and what its token provider learned.
+    pub(super) sign_in: SignIn,
 }
 
 /// The Enforcer while the device hooks (issue 5) do not exist: it enforces nothing, so it
@@ -323,7 +333,14 @@ impl Account {
             control: Arc::default(),
             data_lock: Mutex::new(None),
             uploads: super::upload::UploadMemory::new(),
+            sign_in: SignIn::default(),
         }
+    }
+
+    /// Where an OAuth account's device sign-in shows the code to enter (by default a
+    /// warning in the log). Called on the engine's thread, before the wait for approval.
+    pub fn set_sign_in_prompt(&mut self, prompt: Box<dyn Fn(&SignInPrompt) + Send>) {
+        self.sign_in.set_prompt(prompt);
     }
 
     /// Takes the data directory's lock if this account does not hold it yet: two processes
@@ -368,18 +385,6 @@ impl Account {
         let device_id = self.config.device_id()?;
         let mut t = transport::Config::new(url, &account.user, device_id);
         t.domain = account.domain.clone();
-        t.auth = match &account.auth {
-            AuthSource::OAuth(_) => {
-                return Err(EngineError::Unsupported(
-                    "OAuth accounts are not supported by --once yet: use a password_file \
-                     account for now"
-                        .into(),
-                ));
-            }
-            _ => Auth::Basic {
-                password: transport::Secret::new(self.config.password()?.expose()),
-            },
-        };
         t.device_type = self.config.device().device_type.clone();
         t.query_form = match account.query_form {
             config::QueryForm::Plain => transport::QueryForm::Plain,
@@ -393,6 +398,22 @@ impl Account {
             client_cert: tls.client_cert.clone(),
             client_key: tls.client_key.clone(),
             ..TlsOptions::default()
+        };
+        t.auth = match &account.auth {
+            // The sign-in server is another host than the mailbox: the pins and the client
+            // certificate are the mailbox server's, the trust (store and CA file) is shared.
+            AuthSource::OAuth(oauth) => self.sign_in.bearer(
+                oauth,
+                TlsOptions {
+                    ca_file: tls.ca_file.clone(),
+                    ..TlsOptions::default()
+                },
+                self.data_dir(),
+                &self.control,
+            )?,
+            _ => Auth::Basic {
+                password: transport::Secret::new(self.config.password()?.expose()),
+            },
         };
         Ok(t)
     }
@@ -460,6 +481,7 @@ impl Account {
     /// as the state's `last_error`.
     pub(super) fn recorded<T>(&self, result: Result<T, EngineError>) -> Result<T, EngineError> {
         let result = result.map_err(|e| match e {
+            EngineError::Transport(transport::Error::Token(_)) => self.sign_in.explain(e),
             EngineError::Transport(transport::Error::RemoteWipe { account_only }) => {
                 let intent = if account_only {
                     WipeIntent::AccountOnly

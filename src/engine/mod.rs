@@ -8,6 +8,8 @@
 //!   provision, FolderSync, Sync every selected folder into the store.
 //! - [`apply`]: a Sync response applied to the store as it is read (the engine's
 //!   `SyncHandler`), saving the SyncKey only once the items are durable.
+//! - [`enroll`]: an OAuth account's tokens: the credential store, the device sign-in
+//!   (RFC 8628) with its prompt, silent refresh written back to the store.
 //! - [`fetch`]: on-demand ItemOperations fetches: attachments into files, the whole MIME
 //!   of mail stored truncated under a policy (the `X-Easync-Truncated` marker), the whole
 //!   body of items cut by `[sync] body_size_limit`.
@@ -28,6 +30,7 @@
 
 pub mod account;
 pub mod apply;
+pub mod enroll;
 pub mod fetch;
 pub mod heartbeat;
 pub mod outbox;

@@ -359,6 +359,7 @@ impl Runner {
             EngineError::Autodiscover(_) | EngineError::Store(_) | EngineError::Interrupted => {
                 retry()
             }
+            EngineError::SignIn(e) => e.reaction(failures, &backoff, SystemTime::now(), seed),
         }
     }
 

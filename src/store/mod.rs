@@ -5,6 +5,7 @@
 //! Map:
 //! - [`atomic`]: write-temp, fsync, rename, fsync-the-folder: the one way files are replaced.
 //! - [`names`]: server-provided names made into safe, unique directory and file names.
+//! - [`credentials`]: the credential store (`credentials/`, 0700): OAuth tokens (0600).
 //! - [`state`]: the account's state (sync keys, id maps, learned heartbeat) as postcard.
 //! - [`lock`]: one process at a time per data directory.
 //! - [`maildir`]: mail folders in the Maildir layout (`cur`, `new`, `tmp`, flags).
@@ -13,6 +14,7 @@
 //!   iCalendar (VEVENT, VTODO, VTIMEZONE) and the notes format.
 
 pub mod atomic;
+pub mod credentials;
 pub mod ical;
 pub mod lock;
 pub mod maildir;

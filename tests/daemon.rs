@@ -226,3 +226,85 @@ fn a_failing_server_gets_a_growing_back_off_not_a_busy_loop() {
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+/// The lab's per-device request count.
+fn device_requests(lab: &Lab, device_id: &str) -> u64 {
+    lab.device(device_id)["requests"].as_u64().unwrap()
+}
+
+/// Waits until `check` holds; false after `within`.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn local_changes_and_the_outbox_end_a_parked_ping_and_reach_the_server() {
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "dlocal", PUSH);
+    let mut daemon = Daemon::start(&setup);
+    daemon.expect("STATUS=synced", Duration::from_secs(60));
+    daemon.expect("STATUS=listening", Duration::from_secs(10));
+
+    // A pushed mail is stored, and the files the daemon wrote do not wake it again: after
+    // the push round it sends its next Ping and stays there.
+    std::thread::sleep(Duration::from_millis(500));
+    lab.handle
+        .add_mail(folder::INBOX, "quiet after push", "no echo")
+        .unwrap();
+    wait_for_mail(&setup.data(), "quiet after push", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let settled = device_requests(&lab, &setup.device_id);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        device_requests(&lab, &setup.device_id),
+        settled,
+        "parked again: no requests while nothing changes"
+    );
+
+    // A contact created on the device goes up while the daemon waits in a 300 s Ping.
+    let contacts = lab.folder_items(folder::CONTACTS);
+    let card = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:daemon-card-1\r\nFN:Ada Daemonmade\r\n\
+                N:Daemonmade;Ada;;;\r\nEND:VCARD\r\n";
+    let dir = setup.data().join("contacts").join("Contacts");
+    std::fs::write(dir.join(".new.vcf.tmp"), card).unwrap();
+    std::fs::rename(dir.join(".new.vcf.tmp"), dir.join("daemon-card.vcf")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || lab
+            .folder_items(folder::CONTACTS)
+            == contacts + 1),
+        "the new contact reached the server well before the heartbeat; seen {:?}",
+        daemon.seen
+    );
+
+    // A message dropped into the outbox is sent and removed.
+    let sent = lab.folder_items(folder::SENT);
+    let outbox = setup.data().join("outbox");
+    let mime = "From: lab@example.com\r\nTo: someone@example.org\r\nSubject: from the daemon\r\n\
+                MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nsent by easyncd\r\n";
+    std::fs::write(outbox.join("tmp").join("1764000000.daemon.host"), mime).unwrap();
+    std::fs::rename(
+        outbox.join("tmp").join("1764000000.daemon.host"),
+        outbox.join("new").join("1764000000.daemon.host"),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || lab.folder_items(folder::SENT)
+            == sent + 1),
+        "the queued message was sent; seen {:?}",
+        daemon.seen
+    );
+    assert!(eventually(Duration::from_secs(5), || {
+        std::fs::read_dir(outbox.join("new")).unwrap().count() == 0
+    }));
+
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
+}

@@ -12,19 +12,32 @@
 //! that was just being sent is caught too). Whichever comes second sees the other, so no
 //! request to sync is lost and none waits out a heartbeat. While parked, nothing here sets
 //! a timer: the thread sleeps in the socket read.
+//!
+//! Local changes: the runner owns the [`LocalWatcher`] and drains it before every step, so
+//! the files its own steps wrote never count as news once it parks; a drain that found
+//! something leads to an upload round (which sends nothing when the files match the state).
+//! The daemon watches a duplicate of the watcher's descriptor for readiness and interrupts
+//! the Ping only when the runner has not drained since the event ([`Handle::drains`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::account::{Account, EngineError, Progress, Summary};
+use super::outbox::OutboxSummary;
 use super::push::PushOutcome;
 use super::reaction::{self, PARKED_RETRY, Reaction};
+use super::upload::UploadSummary;
+use super::watch::{LocalWatcher, WatchError};
 use crate::config::Config;
 use crate::transport::{self, Backoff, Canceller};
 
+/// Failures in a row after which a due upload or outbox round is left to the next trigger
+/// (a local change, the next cycle), so a broken server cannot starve the push loop.
+const MAX_SIDE_FAILURES: u32 = 3;
 /// How long an interrupter keeps cancelling a Ping that was just being sent.
 const INTERRUPT_EFFORT: Duration = Duration::from_secs(2);
 /// The pause between two cancels of that effort.
@@ -125,8 +138,13 @@ pub enum Command {
 /// The step the runner is taking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// A full cycle: negotiate, provision, FolderSync, Sync every selected folder.
+    /// A full cycle: negotiate, provision, FolderSync, Sync every selected folder (the
+    /// device's changes go up with each folder's Sync).
     Cycle,
+    /// The device's changes to the server (no network when there are none).
+    Upload,
+    /// The outbox sent (no network when it is empty).
+    Outbox,
     /// A push round: Ping, then Sync what changed.
     Push,
 }
@@ -142,6 +160,10 @@ pub enum Event {
     Synced(Summary),
     /// A push round completed (the server's changes are stored).
     Pushed(PushOutcome),
+    /// An upload round completed.
+    Uploaded(UploadSummary),
+    /// An outbox round completed.
+    Sent(OutboxSummary),
     /// A step failed; the runner waits `wait` (None: until told) before the next.
     Failed {
         message: String,
@@ -157,6 +179,7 @@ pub enum Event {
 pub struct Handle {
     commands: Sender<Command>,
     interrupter: Interrupter,
+    drains: Arc<AtomicU64>,
 }
 
 impl Handle {
@@ -187,6 +210,13 @@ impl Handle {
         self.interrupter.cancel_all();
     }
 
+    /// How many times the runner has drained its local watcher. Record it when the watcher
+    /// descriptor turns readable; if it is unchanged when you act, the runner has not seen
+    /// those events yet and [`Handle::local_change`] is due.
+    pub fn drains(&self) -> u64 {
+        self.drains.load(Ordering::SeqCst)
+    }
+
     /// Cancels the request in flight again (while waiting for the runner to stop, in case
     /// it had started a new one).
     pub fn cancel_again(&self) {
@@ -202,11 +232,15 @@ pub struct Runner {
     queued: VecDeque<Command>,
     events: Box<dyn FnMut(Event) + Send>,
     interrupter: Interrupter,
+    watcher: Option<LocalWatcher>,
+    drains: Arc<AtomicU64>,
 }
 
 /// What the loop has to do next.
 struct Due {
     cycle: bool,
+    uploads: bool,
+    outbox: bool,
     last_cycle: Option<Instant>,
     failures: u32,
 }
@@ -216,9 +250,11 @@ impl Runner {
     pub fn new(account: Account, events: impl FnMut(Event) + Send + 'static) -> (Runner, Handle) {
         let (tx, rx) = mpsc::channel();
         let interrupter = account.interrupter();
+        let drains = Arc::new(AtomicU64::new(0));
         let handle = Handle {
             commands: tx,
             interrupter: interrupter.clone(),
+            drains: drains.clone(),
         };
         let runner = Runner {
             account,
@@ -226,14 +262,32 @@ impl Runner {
             queued: VecDeque::new(),
             events: Box::new(events),
             interrupter,
+            watcher: None,
+            drains,
         };
         (runner, handle)
+    }
+
+    /// Watches the data directory for the device's changes (see the module documentation);
+    /// returns a duplicate of the inotify descriptor for the caller to wait on.
+    pub fn watch_local_changes(&mut self) -> Result<OwnedFd, WatchError> {
+        let data_dir = self.account.config().data_dir();
+        // The outbox exists from the start, so apps can queue mail and it is watched.
+        if let Err(e) = crate::store::maildir::Outbox::open(data_dir) {
+            log::warn!("{e}");
+        }
+        let watcher = LocalWatcher::new(data_dir)?;
+        let fd = nix::unistd::dup(watcher.as_fd()).map_err(WatchError::Init)?;
+        self.watcher = Some(watcher);
+        Ok(fd)
     }
 
     /// Runs until [`Command::Stop`] (or every handle is dropped).
     pub fn run(mut self) {
         let mut due = Due {
             cycle: true,
+            uploads: false,
+            outbox: true,
             last_cycle: None,
             failures: 0,
         };
@@ -245,19 +299,46 @@ impl Runner {
                     return;
                 }
             }
+            if let Some(watcher) = &mut self.watcher {
+                if watcher.drain() {
+                    due.uploads = true;
+                    due.outbox = true;
+                }
+                self.drains.fetch_add(1, Ordering::SeqCst);
+            }
             let resync = self.account.config().sync().resync_interval;
             if due.last_cycle.is_some_and(|at| at.elapsed() >= resync) {
                 due.cycle = true;
             }
-            let step = if due.cycle { Step::Cycle } else { Step::Push };
+            let step = if due.cycle {
+                Step::Cycle
+            } else if due.uploads {
+                Step::Upload
+            } else if due.outbox {
+                Step::Outbox
+            } else {
+                Step::Push
+            };
             (self.events)(Event::Begin(step));
             let result = self.step(step);
             match result {
                 Ok(()) => {
                     due.failures = 0;
-                    if step == Step::Cycle {
-                        due.cycle = false;
-                        due.last_cycle = Some(Instant::now());
+                    match step {
+                        Step::Cycle => {
+                            due.cycle = false;
+                            // The cycle's Syncs carried the uploads.
+                            due.uploads = false;
+                            due.outbox = true;
+                            due.last_cycle = Some(Instant::now());
+                            self.watch_new_folders();
+                        }
+                        Step::Upload => due.uploads = false,
+                        Step::Outbox => {
+                            due.outbox = false;
+                            self.watch_new_folders();
+                        }
+                        Step::Push => {}
                     }
                 }
                 Err(EngineError::Interrupted) => {}
@@ -265,6 +346,13 @@ impl Runner {
                 Err(e) => {
                     let reaction = self.reaction(&e, due.failures);
                     due.failures = due.failures.saturating_add(1);
+                    if due.failures >= MAX_SIDE_FAILURES {
+                        match step {
+                            Step::Upload => due.uploads = false,
+                            Step::Outbox => due.outbox = false,
+                            _ => {}
+                        }
+                    }
                     if matches!(reaction, Reaction::Restart { .. }) {
                         due.cycle = true;
                     }
@@ -301,9 +389,10 @@ impl Runner {
         match command {
             Command::Stop => return false,
             Command::SyncNow => due.cycle = true,
-            // Uploading local changes is not built yet: a cycle brings the server's side
-            // and leaves the device's changes where they are.
-            Command::LocalChange => {}
+            Command::LocalChange => {
+                due.uploads = true;
+                due.outbox = true;
+            }
             Command::Reload(config) => {
                 self.account.replace_config(*config);
                 due.cycle = true;
@@ -321,12 +410,29 @@ impl Runner {
                 let summary = self.account.run_once(&mut progress)?;
                 (self.events)(Event::Synced(summary));
             }
+            Step::Upload => {
+                let summary = self.account.upload_once(&mut progress)?;
+                (self.events)(Event::Uploaded(summary));
+            }
+            Step::Outbox => {
+                let summary = self.account.send_outbox()?;
+                (self.events)(Event::Sent(summary));
+            }
             Step::Push => {
                 let outcome = self.account.push_once(&mut progress)?;
                 (self.events)(Event::Pushed(outcome));
             }
         }
         Ok(())
+    }
+
+    /// Starts watching the folders a FolderSync created.
+    fn watch_new_folders(&mut self) {
+        if let Some(watcher) = &mut self.watcher {
+            if let Err(e) = watcher.rescan_dirs() {
+                log::warn!("{e}; changes there are picked up at the next cycle");
+            }
+        }
     }
 
     /// What to do after `error`, the `failures`-th in a row.

@@ -16,6 +16,11 @@ use easync::engine::account::{Account, Progress};
 use easync::engine::reaction::Reaction;
 use easync::engine::runner::{Event, Handle, Runner, Step};
 use notify::Notifier;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// How long file changes must have been quiet before they count as one local change.
+const LOCAL_CHANGE_SETTLE: Duration = Duration::from_millis(300);
 
 const USAGE: &str = "\
 usage: easyncd [--config FILE] [-v] [--once [--push]]
@@ -196,9 +201,38 @@ async fn daemon(config: Config, config_path: &Path) -> ExitCode {
         }
     };
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let (runner, handle) = Runner::new(Account::new(config), move |event| {
+    let mut account = Account::new(config);
+    let sign_in_notifier = Notifier::from_env();
+    account.set_sign_in_prompt(Box::new(move |prompt| {
+        log::warn!("{}", prompt.message);
+        sign_in_notifier.status(&format!(
+            "sign in: open {} and enter the code {}",
+            prompt.verification_uri, prompt.user_code
+        ));
+    }));
+    let (mut runner, handle) = Runner::new(account, move |event| {
         let _ = events_tx.send(event);
     });
+    // The device's changes: readiness of the runner's inotify descriptor ends a parked Ping
+    // (the runner itself reads the events; see `engine::runner`).
+    let watch = match runner.watch_local_changes() {
+        // SAFETY: the descriptor is an OwnedFd moved into the AsyncFd, so it stays open
+        // and refers to the same inotify instance for as long as it is registered.
+        Ok(fd) => match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                log::warn!(
+                    "cannot wait on the local-change watcher ({e}): local changes are uploaded with the next cycle"
+                );
+                None
+            }
+        },
+        Err(e) => {
+            log::warn!("{e}");
+            None
+        }
+    };
+    let mut local_change: Option<(tokio::time::Instant, u64)> = None;
     let engine = match std::thread::Builder::new()
         .name("easync-engine".into())
         .spawn(move || runner.run())
@@ -230,6 +264,27 @@ async fn daemon(config: Config, config_path: &Path) -> ExitCode {
                 None => break,
             },
             _ = watchdog_tick.tick(), if watchdog.is_some() => notifier.send("WATCHDOG=1"),
+            ready = async {
+                match &watch {
+                    Some(fd) => Some(fd.readable().await),
+                    None => None,
+                }
+            }, if watch.is_some() => {
+                if let Some(Ok(mut guard)) = ready {
+                    guard.clear_ready();
+                }
+                // Let a burst of file changes settle; remember what the runner had read.
+                let due = local_change.map_or(tokio::time::Instant::now() + LOCAL_CHANGE_SETTLE, |(at, _)| at);
+                local_change = Some((due, handle.drains()));
+            }
+            _ = async { tokio::time::sleep_until(local_change.map(|(at, _)| at).unwrap_or_else(tokio::time::Instant::now)).await }, if local_change.is_some() => {
+                let seen_at = local_change.take().map(|(_, drains)| drains);
+                // The runner drained its watcher since: it has those events (its own
+                // writes, mostly) and nothing is to be interrupted.
+                if seen_at == Some(handle.drains()) {
+                    in_background(&handle, Handle::local_change).await;
+                }
+            }
         }
     }
     notifier.send("STOPPING=1");
@@ -279,6 +334,22 @@ fn report(event: &Event, notifier: &Notifier) {
     match event {
         Event::Begin(Step::Cycle) => notifier.status("syncing"),
         Event::Begin(Step::Push) => notifier.status("listening for changes (push)"),
+        Event::Begin(Step::Upload) => notifier.status("uploading local changes"),
+        Event::Begin(Step::Outbox) => notifier.status("sending the outbox"),
+        Event::Uploaded(summary) => {
+            if summary.total().total() > 0 {
+                for line in summary.to_string().lines() {
+                    log::info!("{}", line.trim());
+                }
+            }
+        }
+        Event::Sent(summary) => {
+            if summary.sent + summary.already_sent > 0 || !summary.refused.is_empty() {
+                for line in summary.to_string().lines() {
+                    log::info!("{}", line.trim());
+                }
+            }
+        }
         Event::Progress(p) => {
             let of = p.estimated.map(|e| format!(" of ~{e}")).unwrap_or_default();
             log::debug!("{} {}: {}{of} items", p.class.as_str(), p.folder, p.done);

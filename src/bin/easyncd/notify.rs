@@ -23,8 +23,14 @@ impl Notifier {
             Some(name) => SocketAddr::from_abstract_name(name),
             None => SocketAddr::from_pathname(&path),
         };
+        // Non-blocking: a manager that stops reading must never stall the daemon (a full
+        // queue drops the notification instead).
         let target = address
-            .and_then(|a| Ok((UnixDatagram::unbound()?, a)))
+            .and_then(|a| {
+                let socket = UnixDatagram::unbound()?;
+                socket.set_nonblocking(true)?;
+                Ok((socket, a))
+            })
             .map_err(|e| {
                 log::warn!(
                     "NOTIFY_SOCKET {} is unusable ({e}): systemd will not hear from easyncd",

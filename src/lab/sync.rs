@@ -252,9 +252,11 @@ fn pending<'a>(
         .values()
         .filter(|i| i.folder_id == folder_id)
         .collect();
+    let present: std::collections::HashSet<&str> =
+        in_folder.iter().map(|i| i.server_id.as_str()).collect();
     let deletes = known
         .keys()
-        .filter(|id| !in_folder.iter().any(|i| &&i.server_id == id))
+        .filter(|id| !present.contains(id.as_str()))
         .cloned()
         .collect();
     let changes = in_folder

@@ -13,8 +13,9 @@
 //! - Idle while parked in a Ping with a 900 s heartbeat: RSS and context switches (all
 //!   threads) over `EASYNC_BENCH_IDLE_SECS` (default 60) seconds, per minute.
 //!
-//! The daemon is started in one place, [`start_parked_daemon`]: today `easyncd --once
-//! --push` (one cycle, then one Ping round); the long-running mode replaces it there.
+//! The daemon runs in its long-running mode (`easyncd -v`), started in one place,
+//! [`start_parked_daemon`]; push rounds are measured on one running daemon, which parks again
+//! after each.
 
 #[path = "../tests/common/daemon.rs"]
 mod daemon;
@@ -231,59 +232,41 @@ fn start_lab(mails: usize) -> lab::Handle {
 // ---------------------------------------------------------------------------------------------
 // The parked daemon.
 
-/// A daemon that has synced and sent its Ping, which the lab holds.
+/// A running daemon that has synced and sent its Ping, which the lab holds.
 struct ParkedDaemon {
     child: Child,
 }
 
-/// Starts the daemon so that it parks in a Ping, and returns once it is parked: the daemon
-/// has printed its cycle summary, the lab's request count for the device has stopped moving
-/// for `SETTLE` and the process sleeps. Today `easyncd --once --push` (one Ping round).
+/// Starts the daemon (long-running mode) and returns once it has logged its first cycle's
+/// summary and is parked (see [`ParkedDaemon::wait_parked`]).
 fn start_parked_daemon(handle: &lab::Handle, setup: &DaemonSetup) -> ParkedDaemon {
-    const SETTLE: Duration = Duration::from_millis(150);
     let mut child = setup
-        .command(EASYNCD, &["--once", "--push"])
+        .command(EASYNCD, &["-v"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("easyncd starts");
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut log = BufReader::new(child.stderr.take().expect("piped stderr"));
     let mut line = String::new();
     loop {
         line.clear();
-        let n = out.read_line(&mut line).expect("daemon stdout");
+        let n = log.read_line(&mut line).expect("daemon log");
         assert!(
             n > 0,
-            "easyncd ended before its summary: {:?}",
+            "easyncd ended before its first cycle: {:?}",
             child.wait()
         );
-        if line.starts_with("synced ") {
+        assert!(!line.contains(": error: "), "easyncd failed: {line}");
+        if line.contains(": info: synced ") {
             break;
         }
     }
-    // The rest of the output is read (and dropped) on a thread so the daemon never blocks.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let requests = || lab_device(handle, &setup.device_id).map(|d| d["requests"].clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = requests();
-    let mut stable_since = Instant::now();
-    loop {
-        assert!(Instant::now() < deadline, "easyncd never parked");
-        assert!(
-            matches!(child.try_wait(), Ok(None)),
-            "easyncd exited instead of parking: {:?}",
-            child.try_wait()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        let now = requests();
-        if now != last {
-            last = now;
-            stable_since = Instant::now();
-        } else if stable_since.elapsed() >= SETTLE && process_state(child.id()) == Some('S') {
-            return ParkedDaemon { child };
-        }
-    }
+    // The rest of the log is read (and dropped) on a thread so the daemon never blocks.
+    std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+    let mut daemon = ParkedDaemon { child };
+    daemon.wait_parked(handle, setup);
+    daemon
 }
 
 impl ParkedDaemon {
@@ -291,10 +274,40 @@ impl ParkedDaemon {
         self.child.id()
     }
 
-    /// Waits for the daemon to finish its push round.
+    /// Returns once the lab's request count for the device has not moved for `SETTLE` and
+    /// the process sleeps: its Ping is on the wire.
+    fn wait_parked(&mut self, handle: &lab::Handle, setup: &DaemonSetup) {
+        const SETTLE: Duration = Duration::from_millis(150);
+        let requests = || lab_device(handle, &setup.device_id).map(|d| d["requests"].clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = requests();
+        let mut stable_since = Instant::now();
+        loop {
+            assert!(Instant::now() < deadline, "easyncd never parked");
+            assert!(
+                matches!(self.child.try_wait(), Ok(None)),
+                "easyncd exited instead of parking: {:?}",
+                self.child.try_wait()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+            let now = requests();
+            if now != last {
+                last = now;
+                stable_since = Instant::now();
+            } else if stable_since.elapsed() >= SETTLE
+                && process_state(self.child.id()) == Some('S')
+            {
+                return;
+            }
+        }
+    }
+
+    /// Stops the daemon (SIGTERM) and checks it exits cleanly.
     fn finish(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         let status = self.child.wait().expect("wait for easyncd");
-        assert!(status.success(), "easyncd --once --push: {status}");
+        assert!(status.success(), "easyncd after SIGTERM: {status}");
     }
 }
 
@@ -354,15 +367,17 @@ fn push_latency(handle: &lab::Handle, maildir: &Path, subject: &str) -> Duration
     }
 }
 
-/// `PUSH_ROUNDS` push latencies, sorted: each round parks a daemon and delivers one mail.
+/// `PUSH_ROUNDS` push latencies, sorted: one running daemon; each round waits until it is
+/// parked again and delivers one mail.
 fn push_rounds(handle: &lab::Handle, setup: &DaemonSetup) -> Vec<Duration> {
     let inbox = setup.data().join("mail").join("Inbox");
     let mut latencies = Vec::new();
+    let mut parked = start_parked_daemon(handle, setup);
     for round in 0..PUSH_ROUNDS {
-        let parked = start_parked_daemon(handle, setup);
         latencies.push(push_latency(handle, &inbox, &format!("pushed {round}")));
-        parked.finish();
+        parked.wait_parked(handle, setup);
     }
+    parked.finish();
     latencies.sort();
     latencies
 }
@@ -466,7 +481,6 @@ fn main() {
     let parked = start_parked_daemon(&small, &small_setup);
     std::thread::sleep(Duration::from_secs(1));
     let small_parked_rss_mib = rss_and_switches(parked.pid()).0 as f64 / 1024.0;
-    deliver(&small, "end");
     parked.finish();
     small.shutdown();
 
@@ -484,7 +498,6 @@ fn main() {
         requests_before,
         "the daemon stayed parked in one Ping through the idle window"
     );
-    deliver(&handle, "end of the idle window");
     parked.finish();
     let per_minute = (switches_end - switches_start) as f64 * 60.0 / idle_secs as f64;
     let idle_rss_mib = rss_start.max(rss_end) as f64 / 1024.0;

@@ -380,3 +380,103 @@ fn kill_9_in_the_first_moments_of_every_run_leaves_a_consistent_store() {
     run_to_completion(&setup);
     assert_store_equals_server(&lab, &setup);
 }
+
+/// Items the device makes between kills: a contact, a task and a note per start, keyed like
+/// the server's items (address, SUMMARY, Subject), and every fifth start one item made
+/// earlier deleted again.
+struct LocalMaker {
+    made: usize,
+    files: Vec<std::path::PathBuf>,
+}
+
+impl LocalMaker {
+    fn make(&mut self, data: &Path) {
+        let n = self.made;
+        self.made += 1;
+        let write = |dir: &str, name: String, text: String| {
+            let folder = std::fs::read_dir(data.join(dir))
+                .expect("the class folder exists after the initial sync")
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.is_dir())
+                .expect("one folder of the class");
+            // Written aside and renamed into place, as editors and apps do.
+            let tmp = folder.join(format!(".{name}.part"));
+            std::fs::write(&tmp, text).unwrap();
+            let path = folder.join(name);
+            std::fs::rename(&tmp, &path).unwrap();
+            path
+        };
+        let card = write(
+            "contacts",
+            format!("device-{n}.vcf"),
+            format!(
+                "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:device-contact-{n}\r\nFN:Device Made {n}\r\n\
+                 N:Made {n};Device;;;\r\nEMAIL:device{n}@example.net\r\nEND:VCARD\r\n"
+            ),
+        );
+        let task = write(
+            "tasks",
+            format!("device-{n}.ics"),
+            format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//crash//EN\r\nBEGIN:VTODO\r\n\
+                 UID:device-task-{n}\r\nDTSTAMP:20261125T090000Z\r\nSUMMARY:device task {n}\r\n\
+                 END:VTODO\r\nEND:VCALENDAR\r\n"
+            ),
+        );
+        let note = write(
+            "notes",
+            format!("device-{n}.txt"),
+            format!("Subject: device note {n}\n\nwritten between kills\n"),
+        );
+        self.files.extend([card, task, note]);
+        if n % 5 == 4 {
+            // Delete one made earlier (uploaded or not, depending on where the kills hit).
+            let gone = self.files.remove(n % self.files.len());
+            let _ = std::fs::remove_file(gone);
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_uploads_loses_and_duplicates_nothing() {
+    let started = Instant::now();
+    let mut rng = Rng::new(seed() ^ 0x0b10ad);
+    let (lab, setup) = crash_lab(40, 0, "crashup");
+    run_to_completion(&setup);
+    // How long a run with a few uploads takes: the kills spread over it.
+    let mut maker = LocalMaker {
+        made: 0,
+        files: Vec::new(),
+    };
+    maker.make(&setup.data());
+    let t = Instant::now();
+    run_to_completion(&setup);
+    let whole = t.elapsed();
+    let policy = KillPolicy {
+        min_kills: MIN_KILLS,
+        early_percent: 100,
+        early_window: whole,
+    };
+    let report = kill_and_restart(&setup, &mut rng, policy, 0, &mut |data| maker.make(data));
+    print_report("uploads", &report, maker.made * 3, started);
+    assert!(
+        report.failures.is_empty(),
+        "runs that failed by themselves between the kills: {:#?}",
+        report.failures
+    );
+    assert!(report.kills() >= MIN_KILLS, "{report:?}");
+    run_to_completion(&setup);
+    let server = server_inventory(&lab.handle);
+    let made_on_server: usize = server
+        .values()
+        .flat_map(|m| m.keys())
+        .filter(|k| k.contains("device"))
+        .count();
+    assert!(
+        made_on_server >= maker.files.len(),
+        "every item the device made and kept is on the server: {made_on_server} of {}",
+        maker.files.len()
+    );
+    assert_store_equals_server(&lab, &setup);
+}

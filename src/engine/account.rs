@@ -558,21 +558,26 @@ impl Account {
             let Some((id, class)) = pending.into_iter().next() else {
                 break;
             };
-            let applied =
-                match self.sync_folder(&mut session, &mut prov, &mut state, &id, class, progress) {
-                    Err(EngineError::HierarchyChanged)
-                        if hierarchy_changes < MAX_HIERARCHY_CHANGES =>
-                    {
-                        hierarchy_changes += 1;
-                        log::info!("the folder list changed during the sync: FolderSync again");
-                        self.folder_sync(&mut session, &mut prov, &mut state)?;
-                        continue;
-                    }
-                    result => {
-                        self.adopt_policy_limits(&prov, &mut state)?;
-                        result?
-                    }
-                };
+            let applied = match self.sync_folder(
+                &mut session,
+                &mut prov,
+                &mut state,
+                &id,
+                class,
+                Uploads::WithSync,
+                progress,
+            ) {
+                Err(EngineError::HierarchyChanged) if hierarchy_changes < MAX_HIERARCHY_CHANGES => {
+                    hierarchy_changes += 1;
+                    log::info!("the folder list changed during the sync: FolderSync again");
+                    self.folder_sync(&mut session, &mut prov, &mut state)?;
+                    continue;
+                }
+                result => {
+                    self.adopt_policy_limits(&prov, &mut state)?;
+                    result?
+                }
+            };
             done.insert(id);
             let s = summary.classes.entry(sync_class(class)).or_default();
             s.folders += 1;
@@ -789,6 +794,7 @@ impl Account {
 
     /// Syncs one folder from its saved key until the server has nothing more, sending the
     /// folder's local changes with the requests (see [`super::upload`]).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn sync_folder(
         &self,
         session: &mut Session,
@@ -796,6 +802,7 @@ impl Account {
         state: &mut AccountState,
         id: &str,
         class: Class,
+        uploads: Uploads,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Applied, EngineError> {
         let Some(folder) = state.folders.get(id) else {
@@ -828,7 +835,7 @@ impl Account {
         let mut estimated = None;
         // While a first or full sync still downloads, the item map is incomplete and a file
         // not in it yet may well be a server item: nothing is uploaded until it is done.
-        let mut catching_up = key == sync::INITIAL_SYNC_KEY;
+        let mut catching_up = key == sync::INITIAL_SYNC_KEY || uploads == Uploads::Later;
         for round in 0..MAX_ROUNDS {
             let initial = key == sync::INITIAL_SYNC_KEY;
             let mut collection = CollectionRequest::new(&key, id, class);
@@ -911,7 +918,8 @@ impl Account {
             });
             let progressed = applier.applied.changes() > before;
             // Downloaded in full: the next round may carry the device's changes.
-            let caught_up = catching_up && !initial && !header.more_available;
+            let caught_up =
+                catching_up && uploads == Uploads::WithSync && !initial && !header.more_available;
             if caught_up {
                 catching_up = false;
             }
@@ -961,6 +969,16 @@ impl Account {
             }
         }
     }
+}
+
+/// Whether a folder's Sync carries the device's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Uploads {
+    /// Yes (cycles and upload rounds).
+    WithSync,
+    /// No: a push round brings the server's news at once; the device's changes have their
+    /// own round (the daemon's watcher starts it) and the next cycle.
+    Later,
 }
 
 /// How often one run follows a changed folder list (Sync status 12) before giving up.

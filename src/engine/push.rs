@@ -9,7 +9,9 @@
 
 use std::fmt;
 
-use super::account::{Account, EngineError, HonestEnforcer, Progress, Summary, sync_class};
+use super::account::{
+    Account, EngineError, HonestEnforcer, Progress, Summary, Uploads, sync_class,
+};
 use super::heartbeat::{self, Bounds, Heartbeat};
 use super::provision::EngineProvisioner;
 use crate::config::SyncClass;
@@ -205,7 +207,13 @@ impl Account {
             }
             let heartbeat = self.heartbeat(&state).current();
             let hold = std::time::Duration::from_secs(u64::from(heartbeat));
+            // The Ping may hold for an hour: the item maps (every one of them is on disk
+            // already) are let go while it waits and what the sync before it freed goes back
+            // to the system, so a large mailbox does not stay resident all that time.
+            let parked_without_items = set_items_aside(&mut state);
+            super::runner::release_free_memory();
             if !self.control.park() {
+                self.restore_items(&mut state, parked_without_items)?;
                 return Err(EngineError::Interrupted);
             }
             let sent = session.execute(
@@ -215,6 +223,7 @@ impl Account {
                 command_timeout(Command::Ping, Some(hold)),
             );
             self.control.unpark();
+            self.restore_items(&mut state, parked_without_items)?;
             let response: PingResponse = match sent {
                 Ok(r) => r,
                 Err(transport::Error::Cancelled) => return Err(EngineError::Interrupted),
@@ -280,8 +289,15 @@ impl Account {
                     log::info!("Ping named folder {id}, which was not watched");
                     continue;
                 };
-                let applied =
-                    self.sync_folder(&mut session, &mut prov, &mut state, id, *class, progress)?;
+                let applied = self.sync_folder(
+                    &mut session,
+                    &mut prov,
+                    &mut state,
+                    id,
+                    *class,
+                    Uploads::Later,
+                    progress,
+                )?;
                 arrivals.push(FolderArrival {
                     id: id.clone(),
                     name: state
@@ -312,6 +328,26 @@ impl Account {
         })
     }
 
+    /// Gives back the item maps [`set_items_aside`] dropped, from the state file (where
+    /// every change of them is saved before the Ping).
+    fn restore_items(
+        &self,
+        state: &mut AccountState,
+        aside: ItemsAside,
+    ) -> Result<(), EngineError> {
+        if !aside.0 {
+            return Ok(());
+        }
+        let mut saved = self.state_file.load()?.into_state();
+        for (id, folder) in state.folders.iter_mut() {
+            if let Some(on_disk) = saved.folders.remove(id) {
+                folder.items = on_disk.items;
+                folder.pending_adds = on_disk.pending_adds;
+            }
+        }
+        Ok(())
+    }
+
     /// The synced folders of the selection, as Ping folders.
     fn ping_folders(&self, state: &AccountState, version: ProtocolVersion) -> Vec<PingFolder> {
         self.selected_folders(state, version)
@@ -333,6 +369,23 @@ impl Account {
         self.state_file.save(state)?;
         Ok(())
     }
+}
+
+/// Whether [`set_items_aside`] dropped anything (then the state must not be saved until
+/// [`Account::restore_items`] has run).
+#[must_use]
+#[derive(Debug, Clone, Copy)]
+struct ItemsAside(bool);
+
+/// Drops the folders' item maps from the in-memory state for the time of a Ping.
+fn set_items_aside(state: &mut AccountState) -> ItemsAside {
+    let mut any = false;
+    for folder in state.folders.values_mut() {
+        any |= !folder.items.is_empty() || !folder.pending_adds.is_empty();
+        folder.items = Default::default();
+        folder.pending_adds = Default::default();
+    }
+    ItemsAside(any)
 }
 
 fn ping_error(status: Status, hint: &str) -> EngineError {

@@ -254,11 +254,13 @@ pub fn plan(
             plan.deletes = changes.deleted;
         }
         LocalStore::Mail(maildir) => {
-            let mut messages: HashMap<String, Flags> = maildir
-                .list()?
-                .into_iter()
-                .map(|m| (m.id, m.flags))
-                .collect();
+            // Visited one by one: a folder of 10,000 messages never sits in memory as a
+            // list of paths.
+            let mut messages: HashMap<String, Flags> = HashMap::new();
+            maildir.visit(|m| {
+                messages.insert(m.id, m.flags);
+                false
+            })?;
             for (server_id, entry) in folder.items.iter() {
                 let Some(now) = messages.remove(&entry.local) else {
                     plan.deletes.push(server_id.to_string());
@@ -799,16 +801,23 @@ impl Account {
             classes: BTreeMap::new(),
         };
         for (id, class) in due {
-            let applied =
-                match self.sync_folder(&mut session, &mut prov, &mut state, &id, class, progress) {
-                    Err(EngineError::HierarchyChanged) => {
-                        // The folder list changed: take it in; this folder's changes go
-                        // with the next upload or cycle.
-                        self.folder_sync(&mut session, &mut prov, &mut state)?;
-                        continue;
-                    }
-                    result => result?,
-                };
+            let applied = match self.sync_folder(
+                &mut session,
+                &mut prov,
+                &mut state,
+                &id,
+                class,
+                super::account::Uploads::WithSync,
+                progress,
+            ) {
+                Err(EngineError::HierarchyChanged) => {
+                    // The folder list changed: take it in; this folder's changes go
+                    // with the next upload or cycle.
+                    self.folder_sync(&mut session, &mut prov, &mut state)?;
+                    continue;
+                }
+                result => result?,
+            };
             summary
                 .classes
                 .entry(sync_class(class))

@@ -145,14 +145,22 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-/// Creates `dir` and any missing parents with `mode`, fsyncing each parent after a creation
-/// so the new entries survive a power cut. An existing `dir` keeps its contents; its mode
-/// is tightened to `mode` if it is looser (never loosened).
+/// Creates `dir` with `mode` and any missing parents with [`DATA_DIR_MODE`] (the data
+/// directory must stay readable for the device's apps even when a private folder such as
+/// `state/` is the first thing created in it; the private folder's own mode guards it),
+/// fsyncing each
+/// parent after a creation so the new entries survive a power cut. An existing `dir` keeps
+/// its contents; its mode is tightened to `mode` if it is looser (never loosened). Existing
+/// parents are left as they are.
 pub fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
+    create_dir_with(dir, mode, true)
+}
+
+fn create_dir_with(dir: &Path, mode: u32, tighten: bool) -> Result<()> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
             let current = meta.permissions().mode() & 0o7777;
-            if current & !mode != 0 {
+            if tighten && current & !mode != 0 {
                 fs::set_permissions(dir, fs::Permissions::from_mode(current & mode))
                     .map_err(|e| StoreError::io("restrict the mode of", dir, e))?;
             }
@@ -169,7 +177,7 @@ pub fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
     }
     let parent = parent_of(dir);
     if dir.parent().is_some() && parent != dir {
-        create_dir_all(parent, mode)?;
+        create_dir_with(parent, DATA_DIR_MODE, false)?;
     }
     let mut builder = fs::DirBuilder::new();
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
@@ -522,6 +530,23 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn missing_parents_get_the_data_mode_and_existing_ones_stay() {
+        let t = TestDir::new("dirparents");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let data = t.path().join("data");
+        create_dir_all(&data.join("state"), PRIVATE_DIR_MODE).unwrap();
+        assert_eq!(
+            mode(&data),
+            DATA_DIR_MODE,
+            "apps can still read the data dir"
+        );
+        assert_eq!(mode(&data.join("state")), PRIVATE_DIR_MODE);
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        create_dir_all(&data.join("credentials"), PRIVATE_DIR_MODE).unwrap();
+        assert_eq!(mode(&data), 0o755, "an existing parent is left as it is");
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! no temporary file left, a state file that loads as written, and a further run that changes
 //! nothing.
 //!
+//! A third test does the same to uploads: between the kills the device makes contacts,
+//! tasks and notes (and deletes some again); at the end each kept one is on the server
+//! exactly once and each deleted one is not.
+//!
 //! The kill points come from a seeded generator; the seed is printed and
 //! `EASYNC_CRASH_SEED=N` repeats a run. [`kill_and_restart`] takes a closure run before each
-//! start, so a later phase can make local changes (uploads) between the kills.
+//! start (the upload test makes its local changes there).
 
 #![cfg(feature = "lab")]
 
@@ -458,8 +462,31 @@ fn kill_9_during_uploads_loses_and_duplicates_nothing() {
         early_percent: 100,
         early_window: whole,
     };
-    let report = kill_and_restart(&setup, &mut rng, policy, 0, &mut |data| maker.make(data));
+    // Runs that got some uploads through before their kill: the server's count of items the
+    // device made grew since the start before.
+    let device_items = |lab: &Lab| -> usize {
+        server_inventory(&lab.handle)
+            .values()
+            .flat_map(|m| m.keys())
+            .filter(|k| k.contains("device"))
+            .count()
+    };
+    let mut last_count = device_items(&lab);
+    let mut runs_with_progress = 0;
+    let report = kill_and_restart(&setup, &mut rng, policy, 0, &mut |data| {
+        let now = device_items(&lab);
+        if now != last_count {
+            runs_with_progress += 1;
+            last_count = now;
+        }
+        maker.make(data)
+    });
     print_report("uploads", &report, maker.made * 3, started);
+    eprintln!("runs whose uploads reached the server before the kill: {runs_with_progress}");
+    assert!(
+        runs_with_progress >= 5,
+        "the kills must land while uploads happen, not only before: {runs_with_progress}"
+    );
     assert!(
         report.failures.is_empty(),
         "runs that failed by themselves between the kills: {:#?}",

@@ -494,6 +494,7 @@ fn kill_9_during_uploads_loses_and_duplicates_nothing() {
     );
     assert!(report.kills() >= MIN_KILLS, "{report:?}");
     run_to_completion(&setup);
+    assert_store_equals_server(&lab, &setup);
     let server = server_inventory(&lab.handle);
     let made_on_server: usize = server
         .values()
@@ -505,5 +506,4 @@ fn kill_9_during_uploads_loses_and_duplicates_nothing() {
         "every item the device made and kept is on the server: {made_on_server} of {}",
         maker.files.len()
     );
-    assert_store_equals_server(&lab, &setup);
 }

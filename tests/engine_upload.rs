@@ -75,10 +75,10 @@ impl Device {
         self.dir.0.join("data")
     }
 
-    fn run_once(&mut self) {
+    fn run_once(&mut self) -> easync::engine::account::Summary {
         self.account
             .run_once(&mut |_| {})
-            .unwrap_or_else(|e| panic!("run_once failed: {e}"));
+            .unwrap_or_else(|e| panic!("run_once failed: {e}"))
     }
 
     fn upload(&mut self) -> UploadSummary {
@@ -251,7 +251,12 @@ fn created_edited_and_deleted_files_reach_the_server() {
         "Subject: Second note\n\nbody\n",
     )
     .unwrap();
-    device.run_once();
+    let summary = device.run_once();
+    assert_eq!(summary.classes[&SyncClass::Notes].uploaded, 1, "{summary}");
+    assert!(
+        summary.to_string().contains("1 local change(s) uploaded"),
+        "{summary}"
+    );
     assert_eq!(lab.folder_items(folder::NOTES), counts_before[3] + 2);
     assert!(server_id_of(&device, folder::NOTES, "second.txt").is_some());
 }

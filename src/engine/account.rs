@@ -135,6 +135,8 @@ pub struct ClassSummary {
     /// Items skipped because they could not be converted (see the log).
     pub failed: u64,
     pub bytes: u64,
+    /// The device's changes sent along (added, changed, deleted on the server).
+    pub uploaded: u64,
 }
 
 /// What a cycle did.
@@ -155,14 +157,19 @@ impl fmt::Display for Summary {
         for (class, s) in &self.classes {
             writeln!(
                 f,
-                "  {:<9} {} folder(s): {} added, {} changed, {} deleted, {} failed, {} bytes",
+                "  {:<9} {} folder(s): {} added, {} changed, {} deleted, {} failed, {} bytes{}",
                 class.as_str(),
                 s.folders,
                 s.added,
                 s.changed,
                 s.deleted,
                 s.failed,
-                s.bytes
+                s.bytes,
+                if s.uploaded > 0 {
+                    format!("; {} local change(s) uploaded", s.uploaded)
+                } else {
+                    String::new()
+                }
             )?;
         }
         Ok(())
@@ -586,6 +593,8 @@ impl Account {
             s.deleted += applied.deleted;
             s.failed += applied.failed;
             s.bytes += applied.bytes;
+            let up = &applied.uploaded;
+            s.uploaded += up.added + up.changed + up.deleted;
         }
         state.policy_key = session.state().policy_key.map(|k| k.to_string());
         state.set_last_error(None);
@@ -832,10 +841,14 @@ impl Account {
             ),
         };
         applier.enable_upload(&self.uploads);
+        applier.keep_local_edits(self.config.sync().conflict == config::ConflictPolicy::ClientWins);
         let mut estimated = None;
-        // While a first or full sync still downloads, the item map is incomplete and a file
-        // not in it yet may well be a server item: nothing is uploaded until it is done.
-        let mut catching_up = key == sync::INITIAL_SYNC_KEY || uploads == Uploads::Later;
+        // The server's changes come first, the device's only once they are all in: while a
+        // first or full sync still downloads, or a batch cut short by a crash is to come
+        // again, the item map is incomplete and a file not in it may well be a server item.
+        let mut catching_up = true;
+        let mut upload_now = false;
+        let mut last_complete = false;
         for round in 0..MAX_ROUNDS {
             let initial = key == sync::INITIAL_SYNC_KEY;
             let mut collection = CollectionRequest::new(&key, id, class);
@@ -843,10 +856,13 @@ impl Account {
                 collection.get_changes = Some(true);
                 collection.window_size = Some(WINDOW_SIZE);
                 collection.options = Some(options.clone());
-                if !catching_up {
+                if upload_now {
                     // The device's changes ride along (saved as pending first, see `upload`).
                     collection.commands =
                         applier.prepare_upload(session.state().version, WINDOW_SIZE as usize)?;
+                    if collection.commands.is_empty() && last_complete {
+                        break;
+                    }
                 }
             }
             let uploading = !collection.commands.is_empty();
@@ -892,6 +908,7 @@ impl Account {
                 log::warn!("folder {display_name}: the server lost its sync state: resyncing");
                 applier.seen = Some(HashSet::new());
                 catching_up = true;
+                upload_now = false;
                 key = sync::INITIAL_SYNC_KEY.to_string();
                 continue;
             }
@@ -917,13 +934,18 @@ impl Account {
                 estimated,
             });
             let progressed = applier.applied.changes() > before;
-            // Downloaded in full: the next round may carry the device's changes.
-            let caught_up =
-                catching_up && uploads == Uploads::WithSync && !initial && !header.more_available;
-            if caught_up {
+            last_complete = !initial && !header.more_available;
+            if catching_up && last_complete {
+                // Downloaded in full: a resync's leftovers go now, before the device's
+                // uploads add entries the resync did not see; the next round may carry them.
+                applier.sweep_unseen()?;
                 catching_up = false;
+                if uploads == Uploads::WithSync {
+                    upload_now = true;
+                    continue;
+                }
             }
-            if !initial && !header.more_available && !progressed && !uploading && !caught_up {
+            if last_complete && !progressed && !uploading {
                 break;
             }
             if round + 1 == MAX_ROUNDS {

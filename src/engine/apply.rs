@@ -139,6 +139,10 @@ pub struct FolderApplier<'m> {
     /// [`FolderApplier::sweep_unseen`] can drop the items it no longer has.
     pub seen: Option<HashSet<String>>,
     upload: Option<Uploading<'m>>,
+    /// The device's changes win conflicts (`[sync] conflict = "client-wins"`): a server
+    /// change of an item the device changed since is not written over it; the upload that
+    /// follows sends the device's version.
+    keep_local_edits: bool,
 }
 
 /// The upload side of a folder's sync.
@@ -225,10 +229,16 @@ impl<'m> FolderApplier<'m> {
             failure: None,
             seen: None,
             upload: None,
+            keep_local_edits: false,
         }
     }
 
     /// Makes this applier carry the folder's local changes too (see [`super::upload`]).
+    /// Makes the device's unsent edits win over the server's changes of the same items.
+    pub fn keep_local_edits(&mut self, keep: bool) {
+        self.keep_local_edits = keep;
+    }
+
     pub fn enable_upload(&mut self, memory: &'m UploadMemory) {
         self.upload = Some(Uploading {
             memory,
@@ -290,13 +300,26 @@ impl<'m> FolderApplier<'m> {
         };
         let (counts, copies) = outbound.settle(&self.collection_id, folder, up.memory)?;
         self.applied.uploaded.add(&counts);
+        // Removed once the state that no longer maps them is saved (see `remove_stale_copies`).
+        folder.stale_copies.extend(copies);
+        Ok(true)
+    }
+
+    /// Removes the second copies the saved state lists (idempotent: a crash before the list
+    /// is saved empty only makes the next run remove nothing again).
+    fn remove_stale_copies(&mut self) -> Result<(), StoreError> {
+        let Some(folder) = self.state.folders.get_mut(&self.collection_id) else {
+            return Ok(());
+        };
         if let Target::Items { vdir, .. } = &self.target {
-            for copy in copies {
+            for copy in folder.stale_copies.drain(..) {
                 log::info!("{copy}: a second copy of an item uploaded from this device: removed");
                 vdir.remove(&copy)?;
             }
+        } else {
+            folder.stale_copies.clear();
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Saves the state as it is (the item map of what is on disk; the folder's SyncKey only
@@ -399,6 +422,15 @@ impl<'m> FolderApplier<'m> {
                         count(&mut self.applied, known.is_some());
                     }
                     None => match map.get(&item.server_id).map(|e| e.local.clone()) {
+                        Some(local)
+                            if self.keep_local_edits
+                                && locally_flagged(maildir, &local, known)? =>
+                        {
+                            log::info!(
+                                "mail {}: the device's flags win over the server's (client wins)",
+                                item.server_id
+                            );
+                        }
                         Some(local) => {
                             maildir.set_flags(&local, flags)?;
                             map.insert(
@@ -429,6 +461,20 @@ impl<'m> FolderApplier<'m> {
                 ServerChange::Add(item) | ServerChange::Change(item),
             ) => {
                 let known = map.get(&item.server_id).is_some();
+                if self.keep_local_edits {
+                    if let Some(entry) = map.get(&item.server_id) {
+                        let on_disk = vdir.entry(&entry.local)?.map(|e| e.fingerprint());
+                        if on_disk.is_some_and(|f| f != entry.fingerprint) {
+                            log::info!(
+                                "{}: the device's edit wins over the server's (client wins)",
+                                entry.local
+                            );
+                            body.reset(self.body_limit);
+                            picture.reset(self.body_limit);
+                            return Ok(());
+                        }
+                    }
+                }
                 let existing_uid = map
                     .get(&item.server_id)
                     .and_then(|e| read_uid(&vdir.root().join(&e.local)));
@@ -660,6 +706,9 @@ impl SyncHandler for FolderApplier<'_> {
         }
         // Every item of this response is committed: only now may the key move forward.
         if let Err(e) = self.state_file.save(self.state) {
+            return Err(self.fail(e));
+        }
+        if let Err(e) = self.remove_stale_copies() {
             return Err(self.fail(e));
         }
         self.sync_key = key;
@@ -903,4 +952,20 @@ mod tests {
             Flags::NONE
         );
     }
+}
+
+/// Whether message `local` carries flags other than the ones recorded as synced.
+fn locally_flagged(
+    maildir: &Maildir,
+    local: &str,
+    recorded: Option<Fingerprint>,
+) -> Result<bool, StoreError> {
+    let Some(Fingerprint::Flags(bits)) = recorded else {
+        return Ok(false);
+    };
+    let Some(message) = maildir.find_hinted(local, Some(Flags::from_bits(bits)))? else {
+        return Ok(false);
+    };
+    let synced = |f: Flags| f.bits() & (Flags::SEEN.bits() | Flags::FLAGGED.bits());
+    Ok(synced(message.flags) != synced(Flags::from_bits(bits)))
 }

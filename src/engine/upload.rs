@@ -240,6 +240,10 @@ pub fn plan(
         LocalStore::Items { vdir, .. } => {
             let changes = vdir.local_changes(&folder.items)?;
             for entry in changes.added {
+                // A second copy waiting for removal is not the device's.
+                if folder.stale_copies.contains(&entry.name) {
+                    continue;
+                }
                 let fp = entry.fingerprint();
                 if !memory.is_rejected(collection_id, &entry.name, fp) {
                     plan.adds.push((entry.name, fp));
@@ -340,18 +344,34 @@ pub fn build_batch(
         outbound: Outbound::default(),
         pending_changed: false,
     };
-    // Pending Adds whose file is gone: nothing left to add.
-    let gone: Vec<String> = folder
+    // Pending Adds whose file is gone: the server may have made the item before its answer
+    // was lost. The Add goes again with the same ClientId and no data: a server that knows
+    // the ClientId answers with the item's ServerId, which is then mapped to the missing
+    // file and so deleted like any item removed on the device.
+    let gone: Vec<(String, String)> = folder
         .pending_adds
         .iter()
         .filter(|(_, local)| !plan.adds.iter().any(|(name, _)| name == *local))
-        .map(|(id, _)| id.clone())
+        .map(|(id, local)| (id.clone(), local.clone()))
         .collect();
-    for id in gone {
-        if let Some(local) = folder.pending_adds.remove(&id) {
-            log::info!("{local}: removed before the server answered its upload; not sent again");
-            batch.pending_changed = true;
+    for (id, local) in gone {
+        if batch.commands.len() >= limit {
+            return Ok(batch);
         }
+        if !attempted.insert(format!("gone:{id}")) {
+            continue;
+        }
+        log::info!(
+            "{local}: removed before the server answered its upload; asking what became of it"
+        );
+        batch
+            .outbound
+            .adds
+            .insert(id.clone(), (local, Fingerprint::Unknown));
+        batch.commands.push(ClientCommand::Add {
+            client_id: id,
+            data: Vec::new(),
+        });
     }
     for server_id in plan.deletes {
         if batch.commands.len() >= limit {

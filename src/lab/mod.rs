@@ -83,10 +83,12 @@
 //!   server since the client's SyncKey is a conflict: with Options Conflict 0 the client's
 //!   version is kept, otherwise (1 or absent, as MS-ASCMD says) the change gets Status 7 and
 //!   the server's version goes out in the same response; client Deletes always apply. An Add
-//!   whose ClientId the collection already answered (since its last SyncKey "0") gets the
-//!   same ServerId again and no new item, whatever SyncKey it comes with, so a client
-//!   resending after a crash makes no duplicate (Exchange's behaviour for a resend with a
-//!   newer SyncKey is not documented). With Wait/HeartbeatInterval and nothing to say, the request waits;
+//!   whose ClientId the collection already answered gets the same ServerId again and no new
+//!   item, whatever SyncKey it comes with — even after a resync from SyncKey "0" — so a
+//!   client resending after a crash makes no duplicate (Exchange documents neither a resend
+//!   with a newer SyncKey nor one after a resync; a client there may see a duplicate when an
+//!   Add's answer is lost and the folder is then resynced). With Wait/HeartbeatInterval and
+//!   nothing to say, the request waits;
 //!   on expiry the answer is an empty body. Items that leave the filter window are not
 //!   soft-deleted. RTF bodies (Type 3) are never offered; MIME (Type 4) only with
 //!   MIMESupport 2. Empty and Partial Sync requests reuse the last full request; without

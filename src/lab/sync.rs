@@ -321,8 +321,14 @@ fn process(
         if !req.commands.is_empty() || req.get_changes == Some(true) {
             return CollectionResult::failed(req, Status::ProtocolError.code());
         }
+        // The ClientIds answered before survive a resync (see the deviations in `lab`): a
+        // client resending an Add whose answer it lost still gets its first ServerId.
+        let (counter, client_ids) = existing
+            .map(|e| (e.counter, e.client_ids))
+            .unwrap_or_default();
         let mut state = CollectionState {
-            counter: existing.map(|e| e.counter).unwrap_or(0),
+            counter,
+            client_ids,
             filter_type: req.options.filter_type,
             ..CollectionState::default()
         };

@@ -197,6 +197,10 @@ pub struct FolderState {
     /// ClientId they were sent with (→ the local name). After a crash they are sent again
     /// with the same ClientId instead of as new items.
     pub pending_adds: BTreeMap<String, String>,
+    /// Local names of second copies to remove: the server's rendering of an item this device
+    /// uploaded, received while the Add's answer was lost. Listed here (and saved) before
+    /// the files go, so a crash in between never uploads them as new items.
+    pub stale_copies: Vec<String>,
 }
 
 impl FolderState {
@@ -217,6 +221,7 @@ impl FolderState {
             sync_key: crate::eas::folder::INITIAL_SYNC_KEY.to_string(),
             items: ItemMap::default(),
             pending_adds: BTreeMap::new(),
+            stale_copies: Vec::new(),
         }
     }
 }
@@ -577,6 +582,7 @@ mod v1 {
                             sync_key: f.sync_key,
                             items: f.items,
                             pending_adds: BTreeMap::new(),
+                            stale_copies: Vec::new(),
                         };
                         (id, folder)
                     })

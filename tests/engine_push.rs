@@ -245,6 +245,8 @@ fn sogo_push_brings_an_imap_appended_mail() {
          Message-ID: <{}@eas.test>\r\nContent-Type: text/plain\r\n\r\nwake up\r\n",
         client::device_id("m")
     );
+    // The same device, restarted with a longer heartbeat (one process per data directory).
+    drop(quick);
     let mut account = setup.account(Some(bounds(60, 60)));
     let started = Instant::now();
     let mut arrived = None;

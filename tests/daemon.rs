@@ -123,9 +123,19 @@ impl Drop for Daemon {
     }
 }
 
-/// Mail messages of the inbox on disk (new/ and cur/), as text.
+/// Mail messages of the inbox on disk (new/ and cur/), as text. The folder is `Inbox` on
+/// the lab and `INBOX` on SOGo.
 fn inbox_messages(data: &Path) -> Vec<String> {
-    let inbox = data.join("mail").join("Inbox");
+    let inbox = std::fs::read_dir(data.join("mail"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.eq_ignore_ascii_case("inbox"))
+        })
+        .unwrap_or_else(|| data.join("mail").join("Inbox"));
     let mut out = Vec::new();
     for sub in ["new", "cur"] {
         for entry in std::fs::read_dir(inbox.join(sub)).into_iter().flatten() {
@@ -305,6 +315,41 @@ fn local_changes_and_the_outbox_end_a_parked_ping_and_reach_the_server() {
         std::fs::read_dir(outbox.join("new")).unwrap().count() == 0
     }));
 
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
+#[test]
+fn sogo_the_daemon_syncs_and_a_mail_appended_over_imap_arrives_by_push() {
+    let (Ok(url), Ok(imap)) = (
+        std::env::var("EASYNC_SOGO_URL"),
+        std::env::var("EASYNC_SOGO_IMAP"),
+    ) else {
+        eprintln!("SKIPPED: SOGo daemon (EASYNC_SOGO_URL or EASYNC_SOGO_IMAP unset)");
+        return;
+    };
+    let ca = std::env::var_os("EASYNC_SOGO_CA").map(PathBuf::from);
+    // SOGo holds Pings of 60 s and more; the first change ends it.
+    let push = "[push]\nheartbeat_min = 60\nheartbeat_start = 60\nheartbeat_max = 600\n";
+    let setup = Setup::new(&url, "easuser", "easpass", ca.as_deref(), "dsogo", push);
+    let mut daemon = Daemon::start(&setup);
+    daemon.expect("READY=1", Duration::from_secs(10));
+    daemon.expect("STATUS=synced", Duration::from_secs(90));
+    assert!(
+        !inbox_messages(&setup.data()).is_empty(),
+        "the seeded mails are in the Maildir"
+    );
+    daemon.expect("STATUS=listening", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    let subject = format!("easyncd daemon push {}", std::process::id());
+    let message = format!(
+        "From: tester@eas.test\r\nTo: easuser@eas.test\r\nSubject: {subject}\r\n\
+         Message-ID: <daemon-{}@eas.test>\r\nContent-Type: text/plain\r\n\r\npushed\r\n",
+        std::process::id()
+    );
+    common::imap::append(&imap, "easuser", "easpass", "INBOX", &message).expect("IMAP append");
+    let took = wait_for_mail(&setup.data(), &subject, Duration::from_secs(60));
+    eprintln!("arrived {took:?} after the IMAP append");
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
 }

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: libwbxml (the differential oracle and the benchmark's
-# reference parser) and a C compiler for the benchmark harness.
+# reference parser), a C compiler for the benchmark harness, and losetup, mount and
+# mkfs.ext4 for the wipe tests on loop devices.
 need=()
-for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc; do
+for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -185,6 +185,7 @@ pub struct Config {
     sync: SyncSettings,
     push: Push,
     device: Device,
+    hooks: Hooks,
 }
 
 /// `[account]`.
@@ -437,6 +438,32 @@ pub struct Device {
     pub device_id: Option<String>,
 }
 
+/// `[hooks]`: the programs enforcing the server's security policy (absolute paths to
+/// executables that only their owner — root or the running user — may change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// Password and lock-screen rules.
+    pub device_lock: Option<PathBuf>,
+    /// Device and storage card encryption.
+    pub storage_encryption: Option<PathBuf>,
+    /// Every other element that easync does not enforce itself (camera, Bluetooth, ...).
+    pub policy: Option<PathBuf>,
+    /// How long one hook may run before it is killed.
+    pub timeout: Duration,
+}
+
+impl Hooks {
+    /// Whether any hook is configured.
+    pub fn any(&self) -> bool {
+        self.device_lock.is_some() || self.storage_encryption.is_some() || self.policy.is_some()
+    }
+}
+
+/// The default `hooks.timeout`.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The range `hooks.timeout` accepts.
+const HOOK_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
+
 // ---------------------------------------------------------------------------------------------
 // Defaults (board/easync.toml states the same values; a test checks they agree)
 
@@ -484,6 +511,17 @@ impl Default for Device {
             phone_number: None,
             device_type: DEFAULT_DEVICE_TYPE.into(),
             device_id: None,
+        }
+    }
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            device_lock: None,
+            storage_encryption: None,
+            policy: None,
+            timeout: DEFAULT_HOOK_TIMEOUT,
         }
     }
 }
@@ -576,6 +614,10 @@ impl Config {
 
     pub fn push(&self) -> &Push {
         &self.push
+    }
+
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     pub fn device(&self) -> &Device {
@@ -771,9 +813,7 @@ struct RawConfig {
     push: RawPush,
     #[serde(default)]
     device: RawDevice,
-    /// Policy hooks (issue 5): no keys are defined yet, so any key is refused.
     #[serde(default)]
-    #[allow(dead_code)]
     hooks: RawHooks,
 }
 
@@ -851,10 +891,14 @@ struct RawDevice {
     device_id: Option<String>,
 }
 
-/// `[hooks]`: reserved for the policy hooks of issue 5; its keys are added there.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawHooks {}
+struct RawHooks {
+    device_lock: Option<String>,
+    storage_encryption: Option<String>,
+    policy: Option<String>,
+    timeout: Option<NumberOrText>,
+}
 
 /// A value written either as a number (`480`) or as a text (`"8m"`, `"64K"`).
 enum NumberOrText {
@@ -1054,6 +1098,7 @@ fn build(raw: RawConfig, cx: &Context<'_>, credentials_dir: Option<&Path>) -> Re
     let sync = build_sync(raw.sync, cx)?;
     let push = build_push(raw.push, cx)?;
     let device = build_device(raw.device, cx)?;
+    let hooks = build_hooks(raw.hooks, cx)?;
     Ok(Config {
         origin: cx.origin.into(),
         account,
@@ -1062,7 +1107,85 @@ fn build(raw: RawConfig, cx: &Context<'_>, credentials_dir: Option<&Path>) -> Re
         sync,
         push,
         device,
+        hooks,
     })
+}
+
+fn build_hooks(raw: RawHooks, cx: &Context<'_>) -> Result<Hooks> {
+    let hook = |key: &str, value: Option<String>| -> Result<Option<PathBuf>> {
+        let Some(path) = cx.path(key, value)? else {
+            return Ok(None);
+        };
+        match check_hook_file(&path) {
+            Ok(()) => Ok(Some(path)),
+            Err((problem, fix)) => Err(cx.invalid(
+                key,
+                quoted(&path.display().to_string()),
+                format!("{problem}: {fix}"),
+            )),
+        }
+    };
+    let timeout = match cx.duration("hooks.timeout", raw.timeout)? {
+        None => DEFAULT_HOOK_TIMEOUT,
+        Some((d, written)) => {
+            let (lowest, highest) = HOOK_TIMEOUT_RANGE;
+            if d < lowest || d > highest {
+                return Err(cx.invalid(
+                    "hooks.timeout",
+                    written,
+                    "use 1 to 600 seconds (\"1s\" to \"10m\")",
+                ));
+            }
+            d
+        }
+    };
+    Ok(Hooks {
+        device_lock: hook("hooks.device_lock", raw.device_lock)?,
+        storage_encryption: hook("hooks.storage_encryption", raw.storage_encryption)?,
+        policy: hook("hooks.policy", raw.policy)?,
+        timeout,
+    })
+}
+
+/// Whether `path` may be run as a policy hook: an existing regular file (symbolic links
+/// are followed) with an execute bit, writable by its owner only, owned by the running user
+/// or root — anyone else who could change it could claim compliance. On refusal: the
+/// problem and the fix.
+pub fn check_hook_file(path: &Path) -> std::result::Result<(), (String, String)> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        (
+            format!("cannot use it: {e}"),
+            "install the hook there or correct the path".to_string(),
+        )
+    })?;
+    if !meta.is_file() {
+        return Err((
+            "it is not a regular file".into(),
+            "point the key at the hook program itself".into(),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o111 == 0 {
+        return Err((
+            format!("it is not executable (mode {mode:04o})"),
+            format!("chmod 755 {}", path.display()),
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err((
+            format!("its mode is {mode:04o}: others can change what it does"),
+            format!("chmod go-w {}", path.display()),
+        ));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    let owner = meta.uid();
+    if owner != euid && owner != 0 {
+        return Err((
+            format!("it is owned by user id {owner}, not by the running user ({euid}) nor root"),
+            format!("chown root {}", path.display()),
+        ));
+    }
+    Ok(())
 }
 
 fn build_account(
@@ -1604,11 +1727,8 @@ fn shape_error(
         } else {
             key
         };
-        let section = key.rsplit_once('.').map_or("", |(s, _)| s);
-        let hint = if section == "hooks" {
-            "[hooks] takes no keys yet (the policy hooks arrive with a later release): remove it"
-                .to_string()
-        } else if name.contains("password") || name.contains("secret") || name.contains("token") {
+        let hint = if name.contains("password") || name.contains("secret") || name.contains("token")
+        {
             "secrets never go in the configuration: put the password in a file of mode 0600 \
              and set account.password_file to its path"
                 .to_string()
@@ -1956,5 +2076,64 @@ mod tests {
         assert_eq!(format!("{s:?}"), "***");
         assert_eq!(format!("{s}"), "***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn hooks_must_be_absolute_private_executables() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("easync-config-hooks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hook = dir.join("lock");
+        std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+        let mode = |m: u32| std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(m));
+        let table = |key: &str, path: &str| format!("[hooks]\n{key} = {path:?}\n");
+        let shown = hook.display().to_string();
+
+        mode(0o755).unwrap();
+        let c = with(&format!(
+            "{}timeout = \"5s\"\n",
+            table("device_lock", &shown)
+        ))
+        .unwrap();
+        assert_eq!(c.hooks().device_lock.as_deref(), Some(hook.as_path()));
+        assert_eq!(c.hooks().timeout, Duration::from_secs(5));
+        assert!(c.hooks().any());
+        let c = with("").unwrap();
+        assert!(!c.hooks().any());
+        assert_eq!(c.hooks().timeout, DEFAULT_HOOK_TIMEOUT);
+
+        let e = error(&format!("{MINIMAL}{}", table("policy", "hooks/lock")));
+        assert!(
+            e.contains("hooks.policy") && e.contains("absolute path"),
+            "{e}"
+        );
+        mode(0o775).unwrap();
+        let e = error(&format!("{MINIMAL}{}", table("storage_encryption", &shown)));
+        assert!(
+            e.contains("hooks.storage_encryption") && e.contains("chmod go-w"),
+            "{e}"
+        );
+        mode(0o644).unwrap();
+        let e = error(&format!("{MINIMAL}{}", table("device_lock", &shown)));
+        assert!(
+            e.contains("not executable") && e.contains("chmod 755"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{MINIMAL}{}",
+            table("device_lock", dir.to_str().unwrap())
+        ));
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = error(&format!(
+            "{MINIMAL}{}",
+            table("device_lock", "/nonexistent/hook")
+        ));
+        assert!(e.contains("install the hook"), "{e}");
+        let e = error(&format!("{MINIMAL}[hooks]\ntimeout = \"20m\"\n"));
+        assert!(
+            e.contains("hooks.timeout") && e.contains("1 to 600 seconds"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

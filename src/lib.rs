@@ -16,12 +16,14 @@
 //!
 //! - [`store`]: everything on disk — state, Maildir, vdir, and the item conversions.
 //! - [`config`]: the TOML configuration file and the secrets it points at.
+//! - [`device`]: the device — policy hooks and the compliance verdict.
 //!
 //! - [`engine`]: one account's life (so far: the adaptive Ping heartbeat).
 //!
-//! The device and D-Bus layers and the daemon follow in later work.
+//! The rest of the device layer (wipe), the D-Bus layer and the daemon follow in later work.
 
 pub mod config;
+pub mod device;
 pub mod eas;
 pub mod engine;
 #[cfg(feature = "lab")]

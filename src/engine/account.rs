@@ -1,6 +1,6 @@
 //! One account's synchronous sync cycle — what `easyncd --once` runs: connect (the
 //! configured URL, or Autodiscover once, cached), negotiate, provision (honestly: the
-//! policy is acknowledged as not applied until the device hooks exist), FolderSync from the
+//! `[hooks]` decide what is applied, see [`super::enforce`]), FolderSync from the
 //! saved key, then Sync every selected folder from its saved key until the server has
 //! nothing more, storing items through [`super::apply::FolderApplier`].
 //!
@@ -194,9 +194,11 @@ pub struct Account {
     pub(super) uploads: super::upload::UploadMemory,
     /// An OAuth account's sign-in prompt and what its token provider learned.
     pub(super) sign_in: SignIn,
+    /// The last policy compliance verdict (see [`Account::compliance`]).
+    compliance: super::enforce::ComplianceSlot,
 }
 
-/// The Enforcer while the device hooks (issue 5) do not exist: it enforces nothing, so it
+/// The Enforcer without device hooks (`[hooks]` empty): it enforces nothing, so it
 /// acknowledges every policy as not applied (3), and a wipe is persisted as an intent in
 /// the state before it is acknowledged.
 pub(super) struct HonestEnforcer<'a> {
@@ -205,7 +207,7 @@ pub(super) struct HonestEnforcer<'a> {
 
 impl Enforcer for HonestEnforcer<'_> {
     fn apply(&mut self, _policy: &Policy) -> AckStatus {
-        log::warn!("the server's policy is acknowledged as not applied: no device hooks yet");
+        log::warn!("the server's policy is acknowledged as not applied: no [hooks] configured");
         AckStatus::NotApplied
     }
 
@@ -341,7 +343,27 @@ impl Account {
             data_lock: Mutex::new(None),
             uploads: super::upload::UploadMemory::new(),
             sign_in: SignIn::default(),
+            compliance: Arc::default(),
         }
+    }
+
+    /// The verdict of the last policy this process acknowledged: the status sent and the
+    /// elements not applied (`None` before the first provisioning).
+    pub fn compliance(&self) -> Option<crate::device::hooks::Compliance> {
+        self.compliance.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// The Enforcer provisioning uses: the `[hooks]` when any is configured, else nothing
+    /// is enforced (see [`super::enforce`]).
+    pub(super) fn enforcer(&self) -> super::enforce::HookEnforcer {
+        let hooks = self.config.hooks();
+        super::enforce::HookEnforcer::new(
+            self.state_file.clone(),
+            hooks
+                .any()
+                .then(|| crate::device::hooks::HookSet::from_config(hooks)),
+            Arc::clone(&self.compliance),
+        )
     }
 
     /// Where an OAuth account's device sign-in shows the code to enter (by default a
@@ -537,10 +559,7 @@ impl Account {
         let (mut session, user_agent) = self.connect(&mut state)?;
         let version = session.state().version;
 
-        let state_file = self.state_file.clone();
-        let mut enforcer = HonestEnforcer {
-            state_file: &state_file,
-        };
+        let mut enforcer = self.enforcer();
         let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
 
         let synced = self.folder_sync(&mut session, &mut prov, &mut state);

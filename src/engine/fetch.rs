@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-use super::account::{Account, EngineError, HonestEnforcer};
+use super::account::{Account, EngineError};
 use super::apply;
 use super::provision::EngineProvisioner;
 use crate::eas::item::{BodyInfo, BodyPreference, BodyType, Class, container};
@@ -159,10 +159,7 @@ impl Account {
         });
         let (mut session, device) = self.open_session(&mut state)?;
         let outcome = {
-            let state_file = self.state_file.clone();
-            let mut enforcer = HonestEnforcer {
-                state_file: &state_file,
-            };
+            let mut enforcer = self.enforcer();
             let mut prov = EngineProvisioner::new(&mut enforcer, device);
             let outcome = fetch_into(
                 &mut session,
@@ -238,10 +235,7 @@ impl Account {
         };
         let (mut session, device) = self.open_session(&mut state)?;
         let outcome = {
-            let state_file = self.state_file.clone();
-            let mut enforcer = HonestEnforcer {
-                state_file: &state_file,
-            };
+            let mut enforcer = self.enforcer();
             let mut prov = EngineProvisioner::new(&mut enforcer, device);
             let outcome = fetch_into(
                 &mut session,
@@ -333,10 +327,7 @@ impl Account {
         };
         let (mut session, device) = self.open_session(&mut state)?;
         let outcome = {
-            let state_file = self.state_file.clone();
-            let mut enforcer = HonestEnforcer {
-                state_file: &state_file,
-            };
+            let mut enforcer = self.enforcer();
             let mut prov = EngineProvisioner::new(&mut enforcer, device);
             let outcome = fetch_item_into(&mut session, &mut prov, &fetch, Some(limit));
             self.finish_round(&session, &prov, &mut state)?;

@@ -8,6 +8,8 @@
 //!   provision, FolderSync, Sync every selected folder into the store.
 //! - [`apply`]: a Sync response applied to the store as it is read (the engine's
 //!   `SyncHandler`), saving the SyncKey only once the items are durable.
+//! - [`enforce`]: the account's Enforcer — the policy hooks' verdict (or nothing enforced
+//!   without `[hooks]`), the wipe intent persisted, the last verdict kept for reports.
 //! - [`enroll`]: an OAuth account's tokens: the credential store, the device sign-in
 //!   (RFC 8628) with its prompt, silent refresh written back to the store.
 //! - [`fetch`]: on-demand ItemOperations fetches: attachments into files, the whole MIME
@@ -30,6 +32,7 @@
 
 pub mod account;
 pub mod apply;
+pub mod enforce;
 pub mod enroll;
 pub mod fetch;
 pub mod heartbeat;

@@ -18,7 +18,7 @@
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use super::account::{Account, EngineError, HonestEnforcer};
+use super::account::{Account, EngineError};
 use super::provision::EngineProvisioner;
 use crate::eas::compose::{self, Compose, Kind};
 use crate::eas::{Action, Command};
@@ -123,10 +123,7 @@ impl Account {
             ));
         }
         let (mut session, user_agent) = self.connect(&mut state)?;
-        let state_file = self.state_file.clone();
-        let mut enforcer = HonestEnforcer {
-            state_file: &state_file,
-        };
+        let mut enforcer = self.enforcer();
         let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
         let mut result = Ok(());
         for message in &queued {
@@ -171,7 +168,7 @@ impl Account {
     pub(super) fn finish_round(
         &self,
         session: &Session,
-        prov: &EngineProvisioner<'_, HonestEnforcer<'_>>,
+        prov: &EngineProvisioner<'_, super::enforce::HookEnforcer>,
         state: &mut AccountState,
     ) -> Result<(), EngineError> {
         if matches!(prov.outcome, Some(super::provision::Outcome::Wiped(..))) {

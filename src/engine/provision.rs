@@ -29,6 +29,11 @@ pub trait Enforcer {
     /// The server ordered a wipe: persist the intent durably, then say what to acknowledge
     /// (`Succeeded`: the wipe will be carried out; `Failed`: an earlier attempt failed).
     fn wipe_requested(&mut self, directive: WipeDirective) -> WipeStatus;
+    /// What to add when the server refuses the acknowledged policy (e.g. 139: it requires
+    /// full compliance), such as the elements not applied.
+    fn refusal_detail(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How the last provisioning round ended.
@@ -123,11 +128,13 @@ impl<E: Enforcer + ?Sized> transport::Provisioner for EngineProvisioner<'_, E> {
         let device = (version >= ProtocolVersion::V14_1).then(|| self.device.clone());
         let mut flow = Provisioning::new(version, device);
         let mut request = flow.start()?;
+        let mut acknowledged = false;
         loop {
             let response = Self::exchange(session, &request)?;
             match flow.on_response(response)? {
                 Next::Apply(policy) => {
                     let ack = self.enforcer.apply(&policy);
+                    acknowledged = true;
                     self.policy = Some(*policy);
                     request = flow.acknowledge(ack)?;
                 }
@@ -158,7 +165,14 @@ impl<E: Enforcer + ?Sized> transport::Provisioner for EngineProvisioner<'_, E> {
                         account_only: directive == WipeDirective::AccountOnly,
                     });
                 }
-                Next::Failed { reason, .. } => {
+                Next::Failed { reason, action } => {
+                    let detail = (acknowledged && action == crate::eas::status::Action::Blocked)
+                        .then(|| self.enforcer.refusal_detail())
+                        .flatten();
+                    let reason = match detail {
+                        Some(detail) => format!("{reason}; {detail}"),
+                        None => reason,
+                    };
                     return Err(Error::ProvisioningRefused { reason });
                 }
             }

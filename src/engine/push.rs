@@ -9,9 +9,7 @@
 
 use std::fmt;
 
-use super::account::{
-    Account, EngineError, HonestEnforcer, Progress, Summary, Uploads, sync_class,
-};
+use super::account::{Account, EngineError, Progress, Summary, Uploads, sync_class};
 use super::heartbeat::{self, Bounds, Heartbeat};
 use super::provision::EngineProvisioner;
 use crate::config::SyncClass;
@@ -190,10 +188,7 @@ impl Account {
         }
         let (mut session, user_agent) = self.connect(&mut state)?;
         let version = session.state().version;
-        let state_file = self.state_file.clone();
-        let mut enforcer = HonestEnforcer {
-            state_file: &state_file,
-        };
+        let mut enforcer = self.enforcer();
         let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
 
         let mut folders = self.ping_folders(&state, version);

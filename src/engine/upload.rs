@@ -35,7 +35,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::account::{Account, EngineError, HonestEnforcer, Progress, sync_class};
+use super::account::{Account, EngineError, Progress, sync_class};
 use super::provision::EngineProvisioner;
 use crate::config::{ConflictPolicy, SyncClass};
 use crate::eas::item::Class;
@@ -811,10 +811,7 @@ impl Account {
             return Ok(UploadSummary::default());
         }
         let (mut session, user_agent) = self.connect(&mut state)?;
-        let state_file = self.state_file.clone();
-        let mut enforcer = HonestEnforcer {
-            state_file: &state_file,
-        };
+        let mut enforcer = self.enforcer();
         let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
         let mut summary = UploadSummary {
             url: Some(session.state().url.clone()),

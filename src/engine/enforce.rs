@@ -1,0 +1,178 @@
+//! The account's [`Enforcer`]: the policy decided by the device hooks
+//! ([`crate::device::hooks`]), the wipe intent persisted as `HonestEnforcer` does.
+//!
+//! With `[hooks]` configured, the acknowledgement is the hooks' verdict, with the elements
+//! the engine obeys itself (the caps of [`super::provision::policy_limits`]) counted as
+//! applied. Without hooks nothing is enforced and every policy is acknowledged as not
+//! applied (3). Either way the verdict (status and missing elements) is logged and kept in
+//! a [`ComplianceSlot`] the account shares, so it can be reported later, and a refusal of
+//! the server (139) names the missing elements.
+
+use std::sync::{Arc, Mutex};
+
+use super::account::HonestEnforcer;
+use super::provision::Enforcer;
+use crate::device::hooks::{self, Compliance, HookSet};
+use crate::eas::policy::Policy;
+use crate::eas::provision::{AckStatus, WipeDirective, WipeStatus};
+use crate::store::state::StateFile;
+
+/// The policy elements the engine obeys itself: all of [`hooks::EASYNC`] (ages, body and
+/// attachment sizes, attachments, HTML mail; see [`super::provision::policy_limits`]).
+pub const APPLIED_BY_ENGINE: [&str; 7] = hooks::EASYNC;
+
+/// The last compliance verdict, shared between an account and its enforcers.
+pub type ComplianceSlot = Arc<Mutex<Option<Compliance>>>;
+
+/// The Enforcer an account provisions with.
+pub struct HookEnforcer {
+    state_file: StateFile,
+    hooks: Option<HookSet>,
+    compliance: ComplianceSlot,
+}
+
+impl HookEnforcer {
+    /// `hooks`: `None` when `[hooks]` configures no hook (nothing is enforced).
+    pub fn new(state_file: StateFile, hooks: Option<HookSet>, compliance: ComplianceSlot) -> Self {
+        HookEnforcer {
+            state_file,
+            hooks,
+            compliance,
+        }
+    }
+
+    fn record(&self, verdict: Compliance) {
+        if let Ok(mut slot) = self.compliance.lock() {
+            *slot = Some(verdict);
+        }
+    }
+
+    /// The last verdict, if any.
+    pub fn compliance(&self) -> Option<Compliance> {
+        self.compliance.lock().ok().and_then(|slot| slot.clone())
+    }
+}
+
+impl Enforcer for HookEnforcer {
+    fn apply(&mut self, policy: &Policy) -> AckStatus {
+        let verdict = match &self.hooks {
+            Some(hooks) => hooks.enforce(policy, &APPLIED_BY_ENGINE),
+            None => {
+                let status = HonestEnforcer {
+                    state_file: &self.state_file,
+                }
+                .apply(policy);
+                Compliance {
+                    status,
+                    applied: Vec::new(),
+                    missing: hooks::needs_enforcing(policy),
+                    errors: Vec::new(),
+                }
+            }
+        };
+        match verdict.status {
+            AckStatus::Applied => log::info!("the server's policy is applied"),
+            status => log::warn!(
+                "the server's policy is acknowledged with status {} ({}): not applied: {}",
+                status.code(),
+                if status == AckStatus::PartiallyApplied {
+                    "partly applied"
+                } else {
+                    "not applied"
+                },
+                verdict.missing.join(", ")
+            ),
+        }
+        let status = verdict.status;
+        self.record(verdict);
+        status
+    }
+
+    fn wipe_requested(&mut self, directive: WipeDirective) -> WipeStatus {
+        HonestEnforcer {
+            state_file: &self.state_file,
+        }
+        .wipe_requested(directive)
+    }
+
+    fn refusal_detail(&self) -> Option<String> {
+        let verdict = self.compliance()?;
+        (!verdict.missing.is_empty()).then(|| {
+            format!(
+                "blocked by policy: this device does not apply {}; configure or fix the hooks \
+                 for them in [hooks]",
+                verdict.missing.join(", ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::state::WipeIntent;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("easync-enforce-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn camera_and_password() -> Policy {
+        let mut p = Policy::default();
+        p.set_by_name("DevicePasswordEnabled", "1").unwrap();
+        p.set_by_name("AllowCamera", "0").unwrap();
+        p.set_by_name("MaxAttachmentSize", "100").unwrap();
+        p
+    }
+
+    #[test]
+    fn without_hooks_nothing_is_applied_and_the_verdict_is_kept() {
+        let dir = scratch("none");
+        let slot = ComplianceSlot::default();
+        let mut e = HookEnforcer::new(StateFile::new(&dir), None, Arc::clone(&slot));
+        assert_eq!(e.refusal_detail(), None);
+        assert_eq!(e.apply(&camera_and_password()), AckStatus::NotApplied);
+        let verdict = slot.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            verdict.missing,
+            vec!["DevicePasswordEnabled", "MaxAttachmentSize", "AllowCamera"]
+        );
+        let detail = e.refusal_detail().unwrap();
+        assert!(detail.contains("blocked by policy") && detail.contains("AllowCamera"));
+        // The wipe intent is persisted as before.
+        assert_eq!(
+            e.wipe_requested(WipeDirective::AccountOnly),
+            WipeStatus::Succeeded
+        );
+        let state = StateFile::new(&dir).load().unwrap().into_state();
+        assert_eq!(state.wipe_intent, Some(WipeIntent::AccountOnly));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn with_hooks_the_engine_caps_count_as_applied() {
+        let dir = scratch("hooks");
+        let hook = dir.join("lock");
+        std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let hooks = HookSet {
+            device_lock: Some(hook),
+            storage_encryption: None,
+            policy: None,
+            timeout: std::time::Duration::from_secs(20),
+        };
+        let slot = ComplianceSlot::default();
+        let mut e = HookEnforcer::new(StateFile::new(&dir), Some(hooks), Arc::clone(&slot));
+        assert_eq!(e.apply(&camera_and_password()), AckStatus::PartiallyApplied);
+        let verdict = e.compliance().unwrap();
+        assert_eq!(
+            verdict.applied,
+            vec!["DevicePasswordEnabled", "MaxAttachmentSize"]
+        );
+        assert_eq!(verdict.missing, vec!["AllowCamera"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

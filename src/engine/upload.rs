@@ -2,7 +2,7 @@
 //! in a folder's files since the last sync goes out as Sync Add/Change/Delete commands in
 //! the folder's next Sync request, and the server's answers are settled into the state.
 //!
-//! Its place: [`super::account::Account::sync_folder`] asks its
+//! Its place: the account's folder sync (`Account::sync_folder`) asks its
 //! [`FolderApplier`](super::apply::FolderApplier) for a batch before each Sync request
 //! ([`build_batch`]); the applier hands the response's client answers and server changes to
 //! the batch's [`Outbound`], which [`Outbound::settle`]s them into the folder's item map

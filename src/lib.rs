@@ -17,11 +17,14 @@
 //! - [`store`]: everything on disk — state, Maildir, vdir, and the item conversions.
 //! - [`config`]: the TOML configuration file and the secrets it points at.
 //!
+//! - [`device`]: the device itself — the remote wipe (full and account-only).
+//!
 //! - [`engine`]: one account's life (so far: the adaptive Ping heartbeat).
 //!
 //! The device and D-Bus layers and the daemon follow in later work.
 
 pub mod config;
+pub mod device;
 pub mod eas;
 pub mod engine;
 #[cfg(feature = "lab")]

@@ -186,6 +186,7 @@ pub struct Config {
     push: Push,
     device: Device,
     hooks: Hooks,
+    wipe: Option<Wipe>,
 }
 
 /// `[account]`.
@@ -624,6 +625,11 @@ impl Config {
         &self.device
     }
 
+    /// `[wipe]`, when the device carries out full remote wipes.
+    pub fn wipe(&self) -> Option<&Wipe> {
+        self.wipe.as_ref()
+    }
+
     /// Reads the password from the password file or the systemd credential, checking the
     /// file first (regular file, mode 0600 or stricter, owned by the running user or root).
     /// One trailing newline is removed.
@@ -815,6 +821,7 @@ struct RawConfig {
     device: RawDevice,
     #[serde(default)]
     hooks: RawHooks,
+    wipe: Option<RawWipe>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1099,6 +1106,10 @@ fn build(raw: RawConfig, cx: &Context<'_>, credentials_dir: Option<&Path>) -> Re
     let push = build_push(raw.push, cx)?;
     let device = build_device(raw.device, cx)?;
     let hooks = build_hooks(raw.hooks, cx)?;
+    let wipe = match raw.wipe {
+        Some(raw) => Some(build_wipe(raw, &storage.data_dir, cx)?),
+        None => None,
+    };
     Ok(Config {
         origin: cx.origin.into(),
         account,
@@ -1108,6 +1119,7 @@ fn build(raw: RawConfig, cx: &Context<'_>, credentials_dir: Option<&Path>) -> Re
         push,
         device,
         hooks,
+        wipe,
     })
 }
 
@@ -1838,6 +1850,198 @@ fn one_of<'a>(choices: impl Iterator<Item = &'a str>) -> String {
     format!("use one of {}", choices.collect::<Vec<_>>().join(", "))
 }
 
+// ---------------------------------------------------------------------------------------------
+// [wipe]: the full remote wipe's target (the checks that need the file system are in
+// `device::wipe`, run at start; the ones here need only the text).
+
+/// Directories a directory wipe must never be, nor be above.
+const PROTECTED_DIRS: [&str; 14] = [
+    "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin",
+    "/sys", "/usr", "/var",
+];
+
+/// System trees a directory wipe must never reach into.
+const SYSTEM_TREES: [&str; 10] = [
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr",
+];
+
+/// `[wipe]`: what a full remote wipe erases and the hooks around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wipe {
+    /// The block device (mode block) or directory (mode directory) to erase.
+    pub target: PathBuf,
+    pub mode: WipeMode,
+    /// Where `target` is mounted: unmounted before a block wipe.
+    pub mount_point: Option<PathBuf>,
+    /// Run after a block wipe with the device appended as the last argument.
+    pub mkfs: Option<Vec<String>>,
+    pub pre_wipe: Option<Vec<String>>,
+    pub post_wipe: Option<Vec<String>>,
+}
+
+/// `wipe.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WipeMode {
+    Block,
+    CryptoErase,
+    Directory,
+}
+
+impl WipeMode {
+    pub const ALL: [WipeMode; 3] = [WipeMode::Block, WipeMode::CryptoErase, WipeMode::Directory];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WipeMode::Block => "block",
+            WipeMode::CryptoErase => "crypto-erase",
+            WipeMode::Directory => "directory",
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWipe {
+    target: Option<String>,
+    mode: Option<String>,
+    mount_point: Option<String>,
+    mkfs: Option<Vec<String>>,
+    pre_wipe: Option<Vec<String>>,
+    post_wipe: Option<Vec<String>>,
+}
+
+fn build_wipe(raw: RawWipe, data_dir: &Path, cx: &Context<'_>) -> Result<Wipe> {
+    let mode = match cx.text("wipe.mode", raw.mode)? {
+        None => {
+            return Err(cx.missing(
+                "wipe.mode",
+                "write mode = \"block\" (a data partition), \"directory\" or \"crypto-erase\"",
+            ));
+        }
+        Some(text) => match WipeMode::ALL.into_iter().find(|m| m.as_str() == text) {
+            Some(mode) => mode,
+            None => {
+                let choices = WipeMode::ALL.iter().map(|m| m.as_str());
+                return Err(cx.invalid("wipe.mode", quoted(&text), one_of(choices)));
+            }
+        },
+    };
+    let Some(target) = cx.path("wipe.target", raw.target)? else {
+        return Err(cx.missing(
+            "wipe.target",
+            "write the data partition (e.g. target = \"/dev/mmcblk0p4\") or the directory to erase",
+        ));
+    };
+    let shown = quoted(&target.display().to_string());
+    let plain = target.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    if !plain || target.as_os_str().len() > 1 && target.to_string_lossy().ends_with('/') {
+        return Err(cx.invalid(
+            "wipe.target",
+            shown,
+            "write the path without `.`, `..`, `//` or a trailing /",
+        ));
+    }
+    if target == Path::new("/") {
+        return Err(cx.invalid(
+            "wipe.target",
+            shown,
+            "never the root directory: name the data partition or a data directory",
+        ));
+    }
+    if mode == WipeMode::Directory {
+        if let Some(dir) = PROTECTED_DIRS
+            .iter()
+            .find(|d| Path::new(d).starts_with(&target))
+        {
+            return Err(cx.invalid(
+                "wipe.target",
+                shown,
+                format!("a directory wipe would erase {dir}: name a data directory below it"),
+            ));
+        }
+        if let Some(tree) = SYSTEM_TREES.iter().find(|d| target.starts_with(d)) {
+            return Err(cx.invalid(
+                "wipe.target",
+                shown,
+                format!("it lies in the system's {tree}: name a data directory"),
+            ));
+        }
+        if data_dir.starts_with(&target) {
+            return Err(cx.invalid(
+                "wipe.target",
+                shown,
+                format!(
+                    "it holds storage.data_dir ({}), where the wipe keeps its progress: name the \
+                     data directory beside it or move storage.data_dir",
+                    data_dir.display()
+                ),
+            ));
+        }
+    }
+    let mount_point = cx.path("wipe.mount_point", raw.mount_point)?;
+    if let Some(mount) = &mount_point {
+        if mode != WipeMode::Block {
+            return Err(cx.invalid(
+                "wipe.mount_point",
+                quoted(&mount.display().to_string()),
+                "only a block wipe unmounts: remove the key or use mode = \"block\"",
+            ));
+        }
+        if mount == Path::new("/") {
+            return Err(cx.invalid(
+                "wipe.mount_point",
+                quoted("/"),
+                "the root file system is never wiped: name the data partition's mount point",
+            ));
+        }
+    }
+    let mkfs = argv(cx, "wipe.mkfs", raw.mkfs)?;
+    if mkfs.is_some() && mode != WipeMode::Block {
+        return Err(cx.invalid(
+            "wipe.mkfs",
+            "[...]".into(),
+            "only a block wipe makes a new file system: remove the key or use mode = \"block\"",
+        ));
+    }
+    Ok(Wipe {
+        target,
+        mode,
+        mount_point,
+        mkfs,
+        pre_wipe: argv(cx, "wipe.pre_wipe", raw.pre_wipe)?,
+        post_wipe: argv(cx, "wipe.post_wipe", raw.post_wipe)?,
+    })
+}
+
+/// A hook's argv: an absolute program path first, then its arguments (never a shell line).
+fn argv(cx: &Context<'_>, key: &str, value: Option<Vec<String>>) -> Result<Option<Vec<String>>> {
+    let Some(value) = value else { return Ok(None) };
+    let Some(program) = value.first() else {
+        return Err(cx.invalid(
+            key,
+            "[]".into(),
+            "name the program: [\"/usr/lib/easync/hook\"]",
+        ));
+    };
+    if !program.starts_with('/') || program.chars().any(char::is_whitespace) {
+        return Err(cx.invalid(
+            key,
+            quoted(program),
+            "the first element is the program's absolute path (no shell: put each argument in \
+             its own element)",
+        ));
+    }
+    if value.iter().any(|a| a.contains('\0')) {
+        return Err(cx.invalid(key, quoted(program), "remove the NUL characters"));
+    }
+    Ok(Some(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2135,5 +2339,96 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wipe_section() {
+        let c = with(
+            "[wipe]\nmode = \"block\"\ntarget = \"/dev/mmcblk0p4\"\nmount_point = \"/data\"\n\
+             mkfs = [\"/usr/sbin/mkfs.ext4\", \"-q\"]\npre_wipe = [\"/usr/lib/easync/pre\"]\n",
+        )
+        .unwrap();
+        let wipe = c.wipe().unwrap();
+        assert_eq!(wipe.mode, WipeMode::Block);
+        assert_eq!(wipe.target, Path::new("/dev/mmcblk0p4"));
+        assert_eq!(wipe.mount_point.as_deref(), Some(Path::new("/data")));
+        assert_eq!(wipe.mkfs.as_ref().unwrap().len(), 2);
+        assert_eq!(wipe.post_wipe, None);
+        assert!(with("").unwrap().wipe().is_none());
+        let dir = with("[wipe]\nmode = \"directory\"\ntarget = \"/srv/mail\"\n").unwrap();
+        assert_eq!(dir.wipe().unwrap().mode, WipeMode::Directory);
+    }
+
+    #[test]
+    fn wipe_refusals_name_the_key_and_the_fix() {
+        let refused = |extra: &str, key: &str, fix: &str| {
+            let e = with(extra).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
+            assert!(e.to_string().contains(fix), "{extra}: {e}");
+        };
+        refused(
+            "[wipe]\nmode = \"block\"\ntarget = \"/\"\n",
+            "wipe.target",
+            "never the root",
+        );
+        refused(
+            "[wipe]\nmode = \"directory\"\ntarget = \"data\"\n",
+            "wipe.target",
+            "absolute path",
+        );
+        refused(
+            "[wipe]\nmode = \"block\"\ntarget = \"/dev/../dev/sda\"\n",
+            "wipe.target",
+            "without `.`, `..`",
+        );
+        for above in ["/etc", "/usr", "/var", "/boot", "/run"] {
+            let extra = format!("[wipe]\nmode = \"directory\"\ntarget = \"{above}\"\n");
+            refused(&extra, "wipe.target", "a directory wipe would erase");
+        }
+        for inside in ["/usr/lib", "/etc/easync", "/proc/1", "/boot/efi"] {
+            let extra = format!("[wipe]\nmode = \"directory\"\ntarget = \"{inside}\"\n");
+            refused(&extra, "wipe.target", "lies in the system's");
+        }
+        // The data directory's parents (default /var/lib/easync).
+        for parent in ["/var/lib", "/var/lib/easync"] {
+            let extra = format!("[wipe]\nmode = \"directory\"\ntarget = \"{parent}\"\n");
+            refused(&extra, "wipe.target", "storage.data_dir");
+        }
+        refused(
+            "[wipe]\nmode = \"erase\"\ntarget = \"/srv\"\n",
+            "wipe.mode",
+            "crypto-erase",
+        );
+        refused("[wipe]\ntarget = \"/srv\"\n", "wipe.mode", "write mode");
+        refused(
+            "[wipe]\nmode = \"block\"\n",
+            "wipe.target",
+            "data partition",
+        );
+        refused(
+            "[wipe]\nmode = \"block\"\ntarget = \"/dev/sdb1\"\npre_wipe = [\"wipe-hook\"]\n",
+            "wipe.pre_wipe",
+            "absolute path",
+        );
+        refused(
+            "[wipe]\nmode = \"block\"\ntarget = \"/dev/sdb1\"\nmkfs = [\"/sbin/mkfs -t ext4\"]\n",
+            "wipe.mkfs",
+            "no shell",
+        );
+        refused(
+            "[wipe]\nmode = \"directory\"\ntarget = \"/srv/mail\"\nmount_point = \"/srv\"\n",
+            "wipe.mount_point",
+            "only a block wipe",
+        );
+        refused(
+            "[wipe]\nmode = \"block\"\ntarget = \"/dev/sdb1\"\nmount_point = \"/\"\n",
+            "wipe.mount_point",
+            "root file system",
+        );
+        refused(
+            "[wipe]\nmode = \"block\"\ntarget = \"/dev/sdb1\"\npost_wipe = []\n",
+            "wipe.post_wipe",
+            "name the program",
+        );
     }
 }

@@ -18,6 +18,8 @@
 //! - [`config`]: the TOML configuration file and the secrets it points at.
 //! - [`device`]: the device — policy hooks and the compliance verdict.
 //!
+//! - [`device`]: the device itself — the remote wipe (full and account-only).
+//!
 //! - [`engine`]: one account's life (so far: the adaptive Ping heartbeat).
 //!
 //! The rest of the device layer (wipe), the D-Bus layer and the daemon follow in later work.

@@ -199,6 +199,16 @@ fn every_commented_example_in_the_example_file_is_valid() {
             "tls" if key == "client_key" => {
                 format!("{MINIMAL}[tls]\n{line}\nclient_cert = \"/c\"\n")
             }
+            // [wipe] needs its mode and target beside any other key.
+            "wipe" => {
+                let mut base = String::new();
+                for (k, v) in [("mode", "\"block\""), ("target", "\"/dev/sdb1\"")] {
+                    if key != k {
+                        base.push_str(&format!("{k} = {v}\n"));
+                    }
+                }
+                format!("{MINIMAL}[wipe]\n{base}{line}\n")
+            }
             other => format!("{MINIMAL}[{other}]\n{line}\n"),
         };
         // Hook paths are checked on the file system: the example programs are not installed

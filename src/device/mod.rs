@@ -1,12 +1,16 @@
 //! The device (layer 5): what easync does to the machine it runs on on the server's behalf.
-//! It uses the protocol's policy type and the configuration, and nothing of the engine, which
-//! reaches it through the engine's `Enforcer`.
+//! It uses the protocol's policy type, the configuration and the store, and nothing of the
+//! engine, which drives it (through the engine's `Enforcer` and the wipe sequence).
 //!
 //! Map (built so far):
 //! - [`hooks`]: the policy hooks — which program enforces which policy element, running
 //!   them (argv, cleared environment, timeout, bounded output) and the honest
 //!   acknowledgement status with the elements missing.
+//! - [`wipe`]: the remote wipe — target validation, the erase of a block device or a
+//!   directory tree, the account-only wipe, and the crash-safe sequence of steps resumed at
+//!   start before any network access.
 //!
-//! Remote wipe, device information and unlock-failure counting follow.
+//! Device information and unlock-failure counting follow.
 
 pub mod hooks;
+pub mod wipe;

@@ -25,6 +25,7 @@ use super::provision::{Enforcer, EngineProvisioner};
 use super::reaction::{self, Reaction};
 use super::runner::PingControl;
 use crate::config::{self, AgeFilter, AuthSource, ConfigError, SyncClass};
+use crate::device::wipe::{self, WipeError, WipeOutcome};
 use crate::eas::estimate::{self, EstimateCollection};
 use crate::eas::folder::{self, FolderChange, FolderSyncStatus, FolderType};
 use crate::eas::item::{BodyPreference, BodyType, Class, FilterType};
@@ -544,17 +545,41 @@ impl Account {
         result
     }
 
+    /// A wipe ordered by the server (its intent in the state, or its progress record) is
+    /// carried out or resumed here, before any network access; the error that ends the
+    /// cycle, `None` when no wipe is pending. A full wipe without `[wipe]` stays pending.
+    fn carry_out_wipe(&self, intent: Option<WipeIntent>) -> Option<EngineError> {
+        let recorded = wipe::progress(self.data_dir());
+        if intent.is_none() && matches!(recorded, Ok(None)) {
+            return None;
+        }
+        if self.config.wipe().is_none() && intent == Some(WipeIntent::Full) {
+            return Some(EngineError::WipePending(
+                WipeIntent::Full,
+                self.state_file.path().to_path_buf(),
+            ));
+        }
+        Some(match wipe::resume(&self.config) {
+            Ok(WipeOutcome::NothingPending) => return None,
+            Ok(WipeOutcome::Completed { kind, method }) => EngineError::Unsupported(format!(
+                "this account was wiped by the server's order ({kind:?}{}): remove {} and enroll \
+                 again to use it",
+                method.map_or(String::new(), |m| format!(", {}", m.as_str())),
+                self.data_dir().join(wipe::PHASE_FILE).display()
+            )),
+            Err(WipeError::Store(e)) => EngineError::Store(e),
+            Err(e) => EngineError::Unsupported(e.to_string()),
+        })
+    }
+
     fn cycle(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Summary, EngineError> {
         let loaded = self.state_file.load()?;
         if let crate::store::state::Loaded::Recovered(_, e) = &loaded {
             log::warn!("{e}");
         }
         let mut state = loaded.into_state();
-        if let Some(intent) = state.wipe_intent {
-            return Err(EngineError::WipePending(
-                intent,
-                self.state_file.path().to_path_buf(),
-            ));
+        if let Some(stop) = self.carry_out_wipe(state.wipe_intent) {
+            return Err(stop);
         }
         let (mut session, user_agent) = self.connect(&mut state)?;
         let version = session.state().version;

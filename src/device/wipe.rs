@@ -1,0 +1,1158 @@
+//! The remote wipe (MS-ASPROV RemoteWipe and AccountOnlyRemoteWipe): the erasing itself and
+//! the crash-safe sequence around it.
+//!
+//! The engine persists the wipe intent in the account state before it acknowledges the
+//! directive (see `engine::account`). From there [`resume`] carries out what is left, in
+//! this order, recording each finished step in `data_dir/state/wipe.phase` (replaced
+//! atomically) so that a run killed anywhere picks up where it stopped:
+//!
+//! acknowledged → `pre_wipe` hook → wipe (full wipes only) → credentials and state cleared →
+//! `post_wipe` hook → completed.
+//!
+//! Every step may run again after a crash: erasing erased data, removing removed files and
+//! running a hook twice are all harmless. The target of a full wipe comes from `[wipe]` and
+//! is checked by [`check_target`] before anything is erased. Nothing here touches the
+//! network; a completed wipe stays recorded so the account does not start syncing again.
+
+use std::ffi::{CStr, OsStr};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::mount::{MntFlags, umount2};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use crate::config::{Config, Wipe, WipeMode};
+use crate::store::atomic::StoreError;
+use crate::store::atomic::{self, PRIVATE_FILE_MODE};
+use crate::store::state::{StateFile, WipeIntent};
+
+/// The wipe's progress record under `data_dir`.
+pub const PHASE_FILE: &str = "state/wipe.phase";
+/// What the account-only wipe keeps under `data_dir/state`: the data directory lock and the
+/// progress record.
+const KEPT_IN_STATE: [&str; 2] = ["lock", "wipe.phase"];
+/// How long `pre_wipe` and `post_wipe` may run.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long `mkfs` may run (large partitions).
+pub const MKFS_TIMEOUT: Duration = Duration::from_secs(1800);
+/// The write size of the zero overwrite.
+const ZERO_CHUNK: usize = 1 << 20;
+/// How deep a directory wipe descends before giving up.
+const MAX_DEPTH: usize = 256;
+
+/// Why a wipe (or a step of it) did not happen. The wipe is retried at the next start.
+#[derive(Debug, thiserror::Error)]
+pub enum WipeError {
+    #[error("wipe.target = {path:?}: {problem}: {fix}")]
+    Target {
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
+    #[error(
+        "a full remote wipe is pending but the configuration has no [wipe] section: add one \
+         naming the data partition or data directory (see board/easync.toml) and restart"
+    )]
+    NotConfigured,
+    #[error(
+        "wipe.mode = \"crypto-erase\" is not built yet: use mode = \"block\" or \"directory\" \
+         and restart (the wipe is still pending)"
+    )]
+    CryptoEraseNotBuilt,
+    #[error("cannot {action} {}: {source}; the wipe resumes at the next start", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "the {name} hook {program:?} {problem}: fix the hook (wipe.{name}); the wipe resumes at \
+         the next start"
+    )]
+    Hook {
+        name: &'static str,
+        program: String,
+        problem: String,
+    },
+    #[error(
+        "the wipe progress record {} is damaged ({text:?}): write \"full acknowledged\" into it \
+         to run the wipe again, or remove it when the data is known to be gone",
+        .path.display()
+    )]
+    Phase { path: PathBuf, text: String },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+type Result<T> = std::result::Result<T, WipeError>;
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WipeError {
+    let path = path.to_path_buf();
+    move |source| WipeError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn errno_error(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> WipeError {
+    let path = path.to_path_buf();
+    move |errno| WipeError::Io {
+        action,
+        path,
+        source: errno.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target validation
+
+/// Checks the configured target against the file system: it exists, is exactly the path
+/// written (no symbolic link anywhere on the way), has the kind the mode needs, and is
+/// neither the root file system (nor the disk holding it) nor where `data_dir` lives.
+pub fn check_target(wipe: &Wipe, data_dir: &Path) -> Result<()> {
+    let target = &wipe.target;
+    let refuse = |problem: String, fix: &str| WipeError::Target {
+        path: target.clone(),
+        problem,
+        fix: fix.into(),
+    };
+    let meta = fs::symlink_metadata(target).map_err(|e| {
+        refuse(
+            e.to_string(),
+            "check the path of the data partition or folder",
+        )
+    })?;
+    if meta.file_type().is_symlink() {
+        let real =
+            fs::canonicalize(target).map_or_else(|e| e.to_string(), |p| p.display().to_string());
+        return Err(refuse(
+            format!("is a symbolic link (to {real})"),
+            "write the device or folder it points to: a wipe never follows links",
+        ));
+    }
+    let real = fs::canonicalize(target).map_err(io_error("resolve", target))?;
+    if &real != target {
+        return Err(refuse(
+            format!(
+                "goes through a symbolic link (it is really {})",
+                real.display()
+            ),
+            "write the real path",
+        ));
+    }
+    let root = fs::metadata("/").map_err(io_error("inspect", Path::new("/")))?;
+    let data = existing_ancestor_metadata(data_dir)?;
+    match wipe.mode {
+        WipeMode::CryptoErase => return Err(WipeError::CryptoEraseNotBuilt),
+        WipeMode::Block => {
+            if !meta.file_type().is_block_device() {
+                return Err(refuse(
+                    "is not a block device".into(),
+                    "name the data partition's device node (e.g. /dev/mmcblk0p4), or use \
+                     mode = \"directory\" for a folder",
+                ));
+            }
+            if meta.rdev() == root.dev() || disk_holds(meta.rdev(), root.dev()) {
+                return Err(refuse(
+                    "holds the root file system".into(),
+                    "name the data partition, never the system's",
+                ));
+            }
+            if meta.rdev() == data.dev() {
+                return Err(refuse(
+                    format!("holds storage.data_dir ({})", data_dir.display()),
+                    "move storage.data_dir off the wiped partition (the wipe records its \
+                     progress there)",
+                ));
+            }
+            if let Some(mount) = &wipe.mount_point {
+                if mounted_at(mount)? {
+                    let m = fs::metadata(mount).map_err(io_error("inspect", mount))?;
+                    if m.dev() != meta.rdev() {
+                        return Err(refuse(
+                            format!(
+                                "is not what is mounted at wipe.mount_point {}",
+                                mount.display()
+                            ),
+                            "set mount_point to where this device is mounted",
+                        ));
+                    }
+                }
+            }
+        }
+        WipeMode::Directory => {
+            if !meta.is_dir() {
+                return Err(refuse(
+                    "is not a directory".into(),
+                    "name a folder, or use mode = \"block\" for a partition",
+                ));
+            }
+            if meta.dev() == root.dev() && meta.ino() == root.ino() {
+                return Err(refuse("is the root directory".into(), "name a data folder"));
+            }
+            let data_real = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+            if data_real.starts_with(&real) {
+                return Err(refuse(
+                    format!("holds storage.data_dir ({})", data_dir.display()),
+                    "name the data folder beside it, or move storage.data_dir",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The metadata of `path`, or of its nearest existing parent.
+fn existing_ancestor_metadata(path: &Path) -> Result<fs::Metadata> {
+    let mut at = path;
+    loop {
+        match fs::metadata(at) {
+            Ok(m) => return Ok(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match at.parent() {
+                Some(parent) => at = parent,
+                None => return Err(io_error("inspect", path)(e)),
+            },
+            Err(e) => return Err(io_error("inspect", path)(e)),
+        }
+    }
+}
+
+/// Whether block device `disk` is the whole disk a partition `part` lies on (sysfs).
+fn disk_holds(disk: u64, part: u64) -> bool {
+    let link = |dev: u64| {
+        let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+        fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()
+    };
+    match (link(disk), link(part)) {
+        (Some(disk), Some(part)) => part != disk && part.starts_with(&disk),
+        _ => false,
+    }
+}
+
+/// Whether something is mounted exactly at `mount_point` (from /proc/self/mounts).
+fn mounted_at(mount_point: &Path) -> Result<bool> {
+    let mounts =
+        fs::read("/proc/self/mounts").map_err(io_error("read", Path::new("/proc/self/mounts")))?;
+    Ok(mounts.split(|&b| b == b'\n').any(|line| {
+        let mut fields = line.split(|&b| b == b' ');
+        let _device = fields.next();
+        fields
+            .next()
+            .is_some_and(|m| unescape_mount(m) == mount_point.as_os_str().as_bytes())
+    }))
+}
+
+/// Undoes the octal escapes (`\040` for a space) of /proc/self/mounts.
+fn unescape_mount(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Block wipe
+
+/// How a block device was erased, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMethod {
+    /// BLKSECDISCARD: the device erases the blocks and their copies.
+    SecureDiscard,
+    /// BLKDISCARD: the blocks are released (a loop device punches holes in its file).
+    Discard,
+    /// Every byte overwritten with zeros.
+    Zeros,
+}
+
+impl BlockMethod {
+    pub const ALL: [BlockMethod; 3] = [
+        BlockMethod::SecureDiscard,
+        BlockMethod::Discard,
+        BlockMethod::Zeros,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockMethod::SecureDiscard => "secure-discard",
+            BlockMethod::Discard => "discard",
+            BlockMethod::Zeros => "zeros",
+        }
+    }
+}
+
+mod ioctls {
+    // linux/fs.h: BLKGETSIZE64 _IOR(0x12,114,size_t), BLKDISCARD _IO(0x12,119),
+    // BLKSECDISCARD _IO(0x12,125); the discard ones take a {start, length} pair.
+    nix::ioctl_read!(blk_get_size64, 0x12, 114, u64);
+    nix::ioctl_write_ptr_bad!(blk_discard, nix::request_code_none!(0x12, 119), [u64; 2]);
+    nix::ioctl_write_ptr_bad!(
+        blk_sec_discard,
+        nix::request_code_none!(0x12, 125),
+        [u64; 2]
+    );
+}
+
+/// Erases block device `device`: unmounts `mount_point` first when something is mounted
+/// there, then tries BLKSECDISCARD, BLKDISCARD and a zero overwrite in turn, and syncs.
+pub fn wipe_block(device: &Path, mount_point: Option<&Path>) -> Result<BlockMethod> {
+    wipe_block_using(device, mount_point, &BlockMethod::ALL)
+}
+
+/// [`wipe_block`] trying only `methods`, in their order.
+pub fn wipe_block_using(
+    device: &Path,
+    mount_point: Option<&Path>,
+    methods: &[BlockMethod],
+) -> Result<BlockMethod> {
+    if let Some(mount) = mount_point {
+        if mounted_at(mount)? {
+            umount2(mount, MntFlags::empty()).map_err(|e| WipeError::Io {
+                action: "unmount",
+                path: mount.to_path_buf(),
+                source: io::Error::other(format!(
+                    "{e} (stop what still uses it in the pre_wipe hook)"
+                )),
+            })?;
+            log::info!("wipe: unmounted {}", mount.display());
+        }
+    }
+    // O_EXCL on a block device fails while it is mounted anywhere: never erase under a
+    // mounted file system.
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags((OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(device)
+        .map_err(|e| WipeError::Io {
+            action: "open for erasing",
+            path: device.to_path_buf(),
+            source: if e.raw_os_error() == Some(Errno::EBUSY as i32) {
+                io::Error::other(format!(
+                    "{e}: it is still mounted or in use; set wipe.mount_point or unmount it \
+                     in the pre_wipe hook"
+                ))
+            } else {
+                e
+            },
+        })?;
+    let meta = file.metadata().map_err(io_error("inspect", device))?;
+    if !meta.file_type().is_block_device() {
+        return Err(WipeError::Target {
+            path: device.to_path_buf(),
+            problem: "is not a block device".into(),
+            fix: "name the data partition's device node".into(),
+        });
+    }
+    // Checked again on what was opened, whoever the caller.
+    let root = fs::metadata("/").map_err(io_error("inspect", Path::new("/")))?;
+    if meta.rdev() == root.dev() || disk_holds(meta.rdev(), root.dev()) {
+        return Err(WipeError::Target {
+            path: device.to_path_buf(),
+            problem: "holds the root file system".into(),
+            fix: "name the data partition, never the system's".into(),
+        });
+    }
+    let mut size = 0u64;
+    // SAFETY: the fd is open and `size` is a valid u64 for the kernel to fill in.
+    unsafe { ioctls::blk_get_size64(file.as_raw_fd(), &mut size) }
+        .map_err(errno_error("read the size of", device))?;
+    let range = [0u64, size];
+    let mut last = None;
+    for &method in methods {
+        let done = match method {
+            // SAFETY: the fd is an open block device and `range` a valid {start, length}.
+            BlockMethod::SecureDiscard => {
+                unsafe { ioctls::blk_sec_discard(file.as_raw_fd(), &range) }
+                    .map(drop)
+                    .map_err(io::Error::from)
+            }
+            // SAFETY: as above.
+            BlockMethod::Discard => unsafe { ioctls::blk_discard(file.as_raw_fd(), &range) }
+                .map(drop)
+                .map_err(io::Error::from),
+            BlockMethod::Zeros => overwrite_with_zeros(&file, size),
+        };
+        match done {
+            Ok(()) => {
+                file.sync_all().map_err(io_error("sync", device))?;
+                log::info!(
+                    "wipe: {} erased ({size} bytes) by {}",
+                    device.display(),
+                    method.as_str()
+                );
+                return Ok(method);
+            }
+            Err(e) => {
+                log::info!(
+                    "wipe: {} of {} failed: {e}",
+                    method.as_str(),
+                    device.display()
+                );
+                last = Some(e);
+            }
+        }
+    }
+    Err(WipeError::Io {
+        action: "erase",
+        path: device.to_path_buf(),
+        source: last.unwrap_or_else(|| io::Error::other("no erase method given")),
+    })
+}
+
+/// Writes `size` zero bytes from the start of `file` in bounded chunks.
+fn overwrite_with_zeros(mut file: &File, size: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(ZERO_CHUNK as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_data()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory wipe
+
+/// Removes everything below directory `target`, keeping `target` itself. Symbolic links are
+/// removed as links (what they point to is never touched) and the walk never leaves the
+/// tree: each directory is opened relative to its parent with O_NOFOLLOW. Returns how many
+/// entries were removed.
+pub fn wipe_directory(target: &Path) -> Result<u64> {
+    let fd = open_dir_nofollow(None, target)?;
+    clear_below(fd.as_fd(), target, 0, &|_| false)
+}
+
+/// The account-only wipe: removes this account's data, state and credentials — everything
+/// under `data_dir` except the data directory lock and the wipe's progress record.
+pub fn wipe_account(data_dir: &Path) -> Result<u64> {
+    let fd = match open_dir_nofollow(None, data_dir) {
+        Ok(fd) => fd,
+        Err(WipeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut removed = clear_below(fd.as_fd(), data_dir, 0, &|name| name == b"state")?;
+    let state_dir = data_dir.join("state");
+    match openat(fd.as_fd(), "state", dir_flags(), Mode::empty()) {
+        Ok(state) => {
+            let keep = |name: &[u8]| KEPT_IN_STATE.iter().any(|k| k.as_bytes() == name);
+            removed += clear_below(state.as_fd(), &state_dir, 1, &keep)?;
+        }
+        Err(Errno::ENOENT) => {}
+        // A `state` that is not a directory (or a link) goes like anything else.
+        Err(Errno::ENOTDIR | Errno::ELOOP) => {
+            unlinkat(fd.as_fd(), "state", UnlinkatFlags::NoRemoveDir)
+                .map_err(errno_error("remove", &state_dir))?;
+            removed += 1;
+        }
+        Err(e) => return Err(errno_error("open", &state_dir)(e)),
+    }
+    atomic::sync_dir(data_dir)?;
+    Ok(removed)
+}
+
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+fn open_dir_nofollow(parent: Option<BorrowedFd<'_>>, path: &Path) -> Result<OwnedFd> {
+    let opened = match parent {
+        Some(dir) => openat(dir, path, dir_flags(), Mode::empty()),
+        None => nix::fcntl::open(path, dir_flags(), Mode::empty()),
+    };
+    opened.map_err(|e| WipeError::Io {
+        action: "open the folder",
+        path: path.to_path_buf(),
+        source: match e {
+            Errno::ELOOP | Errno::ENOTDIR => {
+                io::Error::other("it is a symbolic link or not a folder: name the real folder")
+            }
+            e => e.into(),
+        },
+    })
+}
+
+/// Removes every entry of the directory open at `dir` (shown as `shown`) whose name `keep`
+/// refuses, depth first, without following links.
+fn clear_below(
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+    depth: usize,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> Result<u64> {
+    if depth > MAX_DEPTH {
+        return Err(WipeError::Io {
+            action: "descend into",
+            path: shown.to_path_buf(),
+            source: io::Error::other(format!("folders nested deeper than {MAX_DEPTH}")),
+        });
+    }
+    let listing = dir.try_clone_to_owned().map_err(io_error("open", shown))?;
+    let mut listing = Dir::from_fd(listing).map_err(errno_error("list", shown))?;
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for entry in listing.iter() {
+        let entry = entry.map_err(errno_error("list", shown))?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." && !keep(name) {
+            names.push(name.to_vec());
+        }
+    }
+    drop(listing);
+    let mut removed = 0;
+    for name in names {
+        let name_path = Path::new(OsStr::from_bytes(&name));
+        let shown_child = shown.join(name_path);
+        let cname = std::ffi::CString::new(name).map_err(|_| WipeError::Io {
+            action: "remove",
+            path: shown_child.clone(),
+            source: io::Error::other("NUL in a file name"),
+        })?;
+        removed += remove_entry(dir, &cname, &shown_child, depth)?;
+    }
+    Ok(removed)
+}
+
+/// Removes one entry of `dir`: unlinks a file or link, empties and removes a directory.
+fn remove_entry(dir: BorrowedFd<'_>, name: &CStr, shown: &Path, depth: usize) -> Result<u64> {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => return Ok(1),
+        // unlink(2) on a directory: EISDIR on Linux (EPERM by POSIX).
+        Err(Errno::EISDIR | Errno::EPERM) => {}
+        Err(e) => return Err(errno_error("remove", shown)(e)),
+    }
+    let child = match openat(dir, name, dir_flags(), Mode::empty()) {
+        Ok(child) => child,
+        Err(Errno::ENOENT) => return Ok(1),
+        Err(e) => return Err(errno_error("open", shown)(e)),
+    };
+    let removed = clear_below(child.as_fd(), shown, depth + 1, &|_| false)?;
+    drop(child);
+    match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(removed + 1),
+        Err(e) => Err(errno_error("remove", shown)(e)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hooks
+
+/// Runs a hook: `argv` directly (no shell), stdin empty, stdout discarded, stderr to the
+/// log output, a clean environment plus `env`, killed after `timeout`. Exit status 0 is
+/// success; anything else is an error naming the hook.
+pub fn run_hook(
+    name: &'static str,
+    argv: &[String],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<()> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let failed = |problem: String| WipeError::Hook {
+        name,
+        program: program.clone(),
+        problem,
+    };
+    let mut command = Command::new(&program);
+    command
+        .args(&argv[1.min(argv.len())..])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| failed(format!("cannot be started: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(failed(format!("failed ({status})"))),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!(
+                    "did not finish within {}s",
+                    timeout.as_secs()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(failed(format!("cannot be waited for: {e}"))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The crash-safe sequence
+
+/// The last finished step of a wipe, as recorded in [`PHASE_FILE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// The intent was persisted and acknowledged to the server.
+    Acknowledged,
+    PreWipeDone,
+    /// The target was erased (full wipe; an account-only wipe passes through).
+    Wiped,
+    /// The account's credentials and state are gone.
+    Cleared,
+    /// `post_wipe` ran: the wipe is over.
+    Completed,
+}
+
+impl Phase {
+    const ALL: [Phase; 5] = [
+        Phase::Acknowledged,
+        Phase::PreWipeDone,
+        Phase::Wiped,
+        Phase::Cleared,
+        Phase::Completed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Acknowledged => "acknowledged",
+            Phase::PreWipeDone => "pre-wipe-done",
+            Phase::Wiped => "wiped",
+            Phase::Cleared => "cleared",
+            Phase::Completed => "completed",
+        }
+    }
+
+    fn next(self) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| *p > self)
+    }
+}
+
+/// A wipe's kind and how far it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub kind: WipeIntent,
+    pub phase: Phase,
+}
+
+fn kind_str(kind: WipeIntent) -> &'static str {
+    match kind {
+        WipeIntent::Full => "full",
+        WipeIntent::AccountOnly => "account-only",
+    }
+}
+
+/// The recorded progress of a wipe under `data_dir`, if one was started.
+pub fn progress(data_dir: &Path) -> Result<Option<Progress>> {
+    let path = data_dir.join(PHASE_FILE);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("read", &path)(e)),
+    };
+    // The record is one short line: a longer file is damaged and shown in part.
+    let mut bytes = Vec::new();
+    file.take(64)
+        .read_to_end(&mut bytes)
+        .map_err(io_error("read", &path))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut words = text.split_whitespace();
+    let kind = match words.next() {
+        Some("full") => Some(WipeIntent::Full),
+        Some("account-only") => Some(WipeIntent::AccountOnly),
+        _ => None,
+    };
+    let phase = words
+        .next()
+        .and_then(|w| Phase::ALL.into_iter().find(|p| p.as_str() == w));
+    match (kind, phase, words.next()) {
+        (Some(kind), Some(phase), None) => Ok(Some(Progress { kind, phase })),
+        _ => Err(WipeError::Phase { path, text }),
+    }
+}
+
+fn record(data_dir: &Path, progress: Progress) -> Result<()> {
+    let text = format!("{} {}\n", kind_str(progress.kind), progress.phase.as_str());
+    atomic::replace_file(
+        &data_dir.join(PHASE_FILE),
+        text.as_bytes(),
+        PRIVATE_FILE_MODE,
+    )?;
+    Ok(())
+}
+
+/// What [`resume`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WipeOutcome {
+    /// No wipe was ordered.
+    NothingPending,
+    /// The wipe is complete (now or earlier); `method` says how a block device was erased.
+    Completed {
+        kind: WipeIntent,
+        method: Option<BlockMethod>,
+    },
+}
+
+/// Carries out whatever is left of an ordered wipe of the account configured by `config`.
+/// See [`resume_at`].
+pub fn resume(config: &Config) -> Result<WipeOutcome> {
+    resume_at(config.data_dir(), config.wipe(), &mut |_| {})
+}
+
+/// Carries out whatever is left of a wipe for the account in `data_dir`: one recorded in
+/// [`PHASE_FILE`], else the intent in the account state. Each step is recorded once done,
+/// then `after_step` is called with it (tests stop the process there). A full wipe needs
+/// `wipe`; its target is checked before anything else.
+pub fn resume_at(
+    data_dir: &Path,
+    wipe: Option<&Wipe>,
+    after_step: &mut dyn FnMut(Phase),
+) -> Result<WipeOutcome> {
+    let mut at = match progress(data_dir)? {
+        Some(progress) => progress,
+        None => {
+            let state = StateFile::new(data_dir).load()?.into_state();
+            let Some(kind) = state.wipe_intent else {
+                return Ok(WipeOutcome::NothingPending);
+            };
+            let progress = Progress {
+                kind,
+                phase: Phase::Acknowledged,
+            };
+            record(data_dir, progress)?;
+            after_step(Phase::Acknowledged);
+            progress
+        }
+    };
+    if at.phase == Phase::Completed {
+        return Ok(WipeOutcome::Completed {
+            kind: at.kind,
+            method: None,
+        });
+    }
+    if at.kind == WipeIntent::Full {
+        let wipe = wipe.ok_or(WipeError::NotConfigured)?;
+        if at.phase < Phase::Wiped {
+            check_target(wipe, data_dir)?;
+        }
+    }
+    let target = wipe
+        .map(|w| w.target.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mode = wipe.map_or("", |w| w.mode.as_str());
+    let mut method = None;
+    while let Some(next) = at.phase.next() {
+        let env = |step: &'static str| {
+            [
+                ("EASYNC_WIPE_KIND", kind_str(at.kind)),
+                ("EASYNC_WIPE_STEP", step),
+                ("EASYNC_WIPE_TARGET", target.as_str()),
+                ("EASYNC_WIPE_MODE", mode),
+                ("EASYNC_DATA_DIR", data_dir.to_str().unwrap_or("")),
+            ]
+        };
+        match next {
+            Phase::Acknowledged => {}
+            Phase::PreWipeDone => {
+                if let Some(argv) = wipe.and_then(|w| w.pre_wipe.as_deref()) {
+                    run_hook("pre_wipe", argv, &env("pre_wipe"), HOOK_TIMEOUT)?;
+                }
+            }
+            Phase::Wiped => {
+                if let (WipeIntent::Full, Some(wipe)) = (at.kind, wipe) {
+                    method = full_wipe(wipe, &env("mkfs"))?;
+                }
+            }
+            Phase::Cleared => {
+                let removed = wipe_account(data_dir)?;
+                log::info!(
+                    "wipe: {removed} entries of the account removed from {}",
+                    data_dir.display()
+                );
+            }
+            Phase::Completed => {
+                if let Some(argv) = wipe.and_then(|w| w.post_wipe.as_deref()) {
+                    run_hook("post_wipe", argv, &env("post_wipe"), HOOK_TIMEOUT)?;
+                }
+            }
+        }
+        at.phase = next;
+        record(data_dir, at)?;
+        after_step(next);
+    }
+    Ok(WipeOutcome::Completed {
+        kind: at.kind,
+        method,
+    })
+}
+
+/// Erases the configured target; a block device then gets the `mkfs` hook.
+fn full_wipe(wipe: &Wipe, env: &[(&str, &str)]) -> Result<Option<BlockMethod>> {
+    match wipe.mode {
+        WipeMode::CryptoErase => Err(WipeError::CryptoEraseNotBuilt),
+        WipeMode::Directory => {
+            let removed = wipe_directory(&wipe.target)?;
+            log::info!(
+                "wipe: {removed} entries removed below {}",
+                wipe.target.display()
+            );
+            Ok(None)
+        }
+        WipeMode::Block => {
+            let method = wipe_block(&wipe.target, wipe.mount_point.as_deref())?;
+            if let Some(argv) = &wipe.mkfs {
+                let mut argv = argv.clone();
+                argv.push(wipe.target.to_string_lossy().into_owned());
+                run_hook("mkfs", &argv, env, MKFS_TIMEOUT)?;
+            }
+            Ok(Some(method))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::atomic::testdir::TestDir;
+    use crate::store::state::AccountState;
+    use std::os::unix::fs::symlink;
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn directory_wipe(target: &Path) -> Wipe {
+        Wipe {
+            target: target.to_path_buf(),
+            mode: WipeMode::Directory,
+            mount_point: None,
+            mkfs: None,
+            pre_wipe: None,
+            post_wipe: None,
+        }
+    }
+
+    /// A tree with links pointing out of it (to a file, a folder) and one inside.
+    fn tree_with_links_out(root: &Path) -> (PathBuf, PathBuf) {
+        let outside = root.join("outside");
+        write(&outside.join("precious.txt"), "keep me");
+        write(&outside.join("sub/also.txt"), "keep me too");
+        let target = root.join("target");
+        write(&target.join("a.txt"), "a");
+        write(&target.join("deep/er/b.txt"), "b");
+        fs::create_dir_all(target.join("empty")).unwrap();
+        symlink(outside.join("precious.txt"), target.join("file-link")).unwrap();
+        symlink(&outside, target.join("dir-link")).unwrap();
+        symlink(&outside, target.join("deep/dir-link")).unwrap();
+        symlink(target.join("deep"), target.join("inner-link")).unwrap();
+        symlink("/nonexistent/dangling", target.join("dangling")).unwrap();
+        (target, outside)
+    }
+
+    #[test]
+    fn directory_wipe_empties_the_target_and_never_follows_links_out() {
+        let t = TestDir::new("wipe-dir");
+        let (target, outside) = tree_with_links_out(t.path());
+        let removed = wipe_directory(&target).unwrap();
+        assert_eq!(
+            removed, 10,
+            "every entry below the target, links counted once"
+        );
+        assert!(target.is_dir(), "the target itself stays");
+        assert!(names(&target).is_empty());
+        assert_eq!(
+            fs::read_to_string(outside.join("precious.txt")).unwrap(),
+            "keep me"
+        );
+        assert_eq!(
+            fs::read_to_string(outside.join("sub/also.txt")).unwrap(),
+            "keep me too"
+        );
+        // Again on the empty target: nothing to do, no error.
+        assert_eq!(wipe_directory(&target).unwrap(), 0);
+    }
+
+    #[test]
+    fn directory_wipe_refuses_a_symlinked_target() {
+        let t = TestDir::new("wipe-dir-link");
+        let (_, outside) = tree_with_links_out(t.path());
+        let link = t.path().join("link-to-outside");
+        symlink(&outside, &link).unwrap();
+        let e = wipe_directory(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(names(&outside), ["precious.txt", "sub"]);
+    }
+
+    #[test]
+    fn account_wipe_keeps_only_the_lock_and_the_progress_record() {
+        let t = TestDir::new("wipe-account");
+        let (_, outside) = tree_with_links_out(t.path());
+        let data = t.path().join("data");
+        write(&data.join("credentials/oauth.json"), "{}");
+        write(&data.join("Mail/INBOX/cur/1:2,S"), "Subject: x");
+        write(&data.join("contacts/a.vcf"), "BEGIN:VCARD");
+        write(&data.join("state/lock"), "");
+        write(&data.join("state/account.postcard"), "state");
+        write(&data.join("state/account.postcard.bak"), "state");
+        write(
+            &data.join("state/wipe.phase"),
+            "account-only pre-wipe-done\n",
+        );
+        symlink(&outside, data.join("link-out")).unwrap();
+        symlink(&outside, data.join("state/link-out")).unwrap();
+        wipe_account(&data).unwrap();
+        assert_eq!(names(&data), ["state"]);
+        assert_eq!(names(&data.join("state")), ["lock", "wipe.phase"]);
+        assert_eq!(names(&outside), ["precious.txt", "sub"]);
+        assert_eq!(
+            fs::read_to_string(outside.join("precious.txt")).unwrap(),
+            "keep me"
+        );
+        // A data directory that is gone is already wiped.
+        assert_eq!(wipe_account(&t.path().join("none")).unwrap(), 0);
+    }
+
+    #[test]
+    fn target_checks_refuse_links_wrong_kinds_and_the_data_dir() {
+        let t = TestDir::new("wipe-check");
+        let (target, outside) = tree_with_links_out(t.path());
+        let data = t.path().join("elsewhere/data");
+        assert!(check_target(&directory_wipe(&target), &data).is_ok());
+
+        let link = t.path().join("link");
+        symlink(&outside, &link).unwrap();
+        let e = check_target(&directory_wipe(&link), &data).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert!(e.to_string().contains("wipe.target"), "{e}");
+
+        let through = link.join("sub");
+        let e = check_target(&directory_wipe(&through), &data).unwrap_err();
+        assert!(
+            e.to_string().contains("goes through a symbolic link"),
+            "{e}"
+        );
+
+        let e = check_target(&directory_wipe(&t.path().join("missing")), &data).unwrap_err();
+        assert!(e.to_string().contains("wipe.target"), "{e}");
+
+        let file = outside.join("precious.txt");
+        let e = check_target(&directory_wipe(&file), &data).unwrap_err();
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+
+        let mut block = directory_wipe(&file);
+        block.mode = WipeMode::Block;
+        let e = check_target(&block, &data).unwrap_err();
+        assert!(e.to_string().contains("is not a block device"), "{e}");
+
+        let e = check_target(&directory_wipe(&target), &target.join("deep/data")).unwrap_err();
+        assert!(e.to_string().contains("holds storage.data_dir"), "{e}");
+
+        let mut crypto = directory_wipe(&target);
+        crypto.mode = WipeMode::CryptoErase;
+        assert!(matches!(
+            check_target(&crypto, &data),
+            Err(WipeError::CryptoEraseNotBuilt)
+        ));
+    }
+
+    #[test]
+    fn block_checks_refuse_the_root_file_systems_device() {
+        // A device node with the root file system's device number, made where we may.
+        let t = TestDir::new("wipe-root-dev");
+        let root_dev = fs::metadata("/").unwrap().dev();
+        let node = t.path().join("rootdev");
+        let made = nix::sys::stat::mknod(
+            &node,
+            nix::sys::stat::SFlag::S_IFBLK,
+            Mode::from_bits_truncate(0o600),
+            root_dev as nix::libc::dev_t,
+        );
+        if let Err(e) = made {
+            println!("SKIPPED block_checks_refuse_the_root_file_systems_device: mknod: {e}");
+            return;
+        }
+        let mut wipe = directory_wipe(&node);
+        wipe.mode = WipeMode::Block;
+        let e = check_target(&wipe, &t.path().join("data")).unwrap_err();
+        assert!(e.to_string().contains("holds the root file system"), "{e}");
+        // And the wipe itself never gets to write through a symlink to it.
+        let link = t.path().join("link");
+        symlink(&node, &link).unwrap();
+        wipe.target = link;
+        let e = check_target(&wipe, &t.path().join("data")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn mount_escapes_are_undone() {
+        assert_eq!(unescape_mount(br"/mnt/my\040data"), b"/mnt/my data");
+        assert_eq!(unescape_mount(br"/a\134b"), br"/a\b");
+        assert_eq!(unescape_mount(br"/x\04"), br"/x\04");
+    }
+
+    #[test]
+    fn hooks_run_without_a_shell_and_fail_by_name() {
+        let t = TestDir::new("wipe-hook");
+        let out = t.path().join("out");
+        let script = format!("echo \"$EASYNC_WIPE_STEP $1\" > {}", out.display());
+        let argv = ["/bin/sh", "-c", &script, "sh", "arg with space"].map(String::from);
+        run_hook(
+            "pre_wipe",
+            &argv,
+            &[("EASYNC_WIPE_STEP", "pre_wipe")],
+            HOOK_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "pre_wipe arg with space\n"
+        );
+
+        let e = run_hook("post_wipe", &["/bin/false".into()], &[], HOOK_TIMEOUT).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("post_wipe hook \"/bin/false\" failed"),
+            "{e}"
+        );
+        let e = run_hook("mkfs", &["/nonexistent".into()], &[], HOOK_TIMEOUT).unwrap_err();
+        assert!(e.to_string().contains("cannot be started"), "{e}");
+        let slow = ["/bin/sleep", "30"].map(String::from);
+        let e = run_hook("pre_wipe", &slow, &[], Duration::from_millis(200)).unwrap_err();
+        assert!(e.to_string().contains("did not finish within"), "{e}");
+    }
+
+    #[test]
+    fn full_directory_wipe_runs_every_step_in_order_and_stays_completed() {
+        let t = TestDir::new("wipe-sequence");
+        let (target, outside) = tree_with_links_out(t.path());
+        let data = t.path().join("data");
+        let log = t.path().join("hooks.log");
+        let hook = |step: &str| {
+            let line = format!("echo {step} $EASYNC_WIPE_KIND >> {}", log.display());
+            Some(["/bin/sh", "-c", &line].map(String::from).to_vec())
+        };
+        let mut wipe = directory_wipe(&target);
+        wipe.pre_wipe = hook("pre");
+        wipe.post_wipe = hook("post");
+        write(&data.join("credentials/oauth.json"), "{}");
+        let state_file = StateFile::new(&data);
+        assert_eq!(
+            resume_at(&data, Some(&wipe), &mut |_| {}).unwrap(),
+            WipeOutcome::NothingPending
+        );
+        let state = AccountState {
+            wipe_intent: Some(WipeIntent::Full),
+            ..AccountState::default()
+        };
+        state_file.save(&state).unwrap();
+
+        let mut steps = Vec::new();
+        let outcome = resume_at(&data, Some(&wipe), &mut |p| steps.push(p)).unwrap();
+        assert_eq!(
+            outcome,
+            WipeOutcome::Completed {
+                kind: WipeIntent::Full,
+                method: None
+            }
+        );
+        assert_eq!(steps, Phase::ALL);
+        assert_eq!(fs::read_to_string(&log).unwrap(), "pre full\npost full\n");
+        assert!(names(&target).is_empty());
+        assert_eq!(names(&outside), ["precious.txt", "sub"]);
+        assert_eq!(names(&data), ["state"]);
+        assert_eq!(
+            progress(&data).unwrap(),
+            Some(Progress {
+                kind: WipeIntent::Full,
+                phase: Phase::Completed
+            })
+        );
+        // Completed stays completed: no hook runs again.
+        let again = resume_at(&data, Some(&wipe), &mut |_| panic!("a step ran again")).unwrap();
+        assert!(matches!(again, WipeOutcome::Completed { .. }));
+        assert_eq!(fs::read_to_string(&log).unwrap(), "pre full\npost full\n");
+    }
+
+    #[test]
+    fn a_full_wipe_without_its_section_stays_pending_and_a_damaged_record_is_reported() {
+        let t = TestDir::new("wipe-unconfigured");
+        let data = t.path().join("data");
+        let state = AccountState {
+            wipe_intent: Some(WipeIntent::Full),
+            ..AccountState::default()
+        };
+        StateFile::new(&data).save(&state).unwrap();
+        let e = resume_at(&data, None, &mut |_| {}).unwrap_err();
+        assert!(matches!(e, WipeError::NotConfigured), "{e}");
+        // The state is untouched: the wipe is still pending.
+        let loaded = StateFile::new(&data).load().unwrap().into_state();
+        assert_eq!(loaded.wipe_intent, Some(WipeIntent::Full));
+
+        fs::write(data.join(PHASE_FILE), "full sideways\n").unwrap();
+        let e = resume_at(&data, None, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("is damaged"), "{e}");
+    }
+
+    #[test]
+    fn an_account_only_wipe_needs_no_section_and_leaves_other_data_alone() {
+        let t = TestDir::new("wipe-account-only");
+        let (target, _) = tree_with_links_out(t.path());
+        let data = t.path().join("data");
+        write(&data.join("Mail/INBOX/cur/1:2,S"), "Subject: x");
+        let state = AccountState {
+            wipe_intent: Some(WipeIntent::AccountOnly),
+            ..AccountState::default()
+        };
+        StateFile::new(&data).save(&state).unwrap();
+        let outcome = resume_at(&data, None, &mut |_| {}).unwrap();
+        assert!(matches!(
+            outcome,
+            WipeOutcome::Completed {
+                kind: WipeIntent::AccountOnly,
+                ..
+            }
+        ));
+        assert_eq!(names(&data), ["state"]);
+        assert_eq!(names(&data.join("state")), ["wipe.phase"]);
+        assert_eq!(
+            names(&target).len(),
+            7,
+            "the device's other data is untouched"
+        );
+    }
+}

@@ -353,3 +353,52 @@ fn sogo_the_daemon_syncs_and_a_mail_appended_over_imap_arrives_by_push() {
     daemon.signal(Signal::SIGTERM);
     assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+#[test]
+fn an_account_only_wipe_ordered_while_running_is_carried_out_at_once() {
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "dwipe", PUSH);
+    let mut daemon = Daemon::start(&setup);
+    daemon.expect("STATUS=synced", Duration::from_secs(60));
+    daemon.expect("STATUS=listening", Duration::from_secs(10));
+    assert!(!inbox_messages(&setup.data()).is_empty());
+
+    // The server orders the wipe; the next cycle (SIGUSR1 here) meets it in Provision.
+    lab.handle
+        .request_wipe(Some(&setup.device_id), true)
+        .unwrap();
+    daemon.signal(Signal::SIGUSR1);
+    // First the order (recorded and acknowledged), then at once the cycle that carries it
+    // out, which ends with the account reported as wiped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let failed = daemon.expect("STATUS=failed", deadline - Instant::now());
+        if failed.contains("wiped") {
+            break;
+        }
+    }
+    let wipe = &lab.device(&setup.device_id)["wipe"];
+    assert_eq!(wipe["status"], 1, "acknowledged as done: {wipe}");
+    assert!(
+        inbox_messages(&setup.data()).is_empty(),
+        "the account's mail is gone"
+    );
+    let phase = std::fs::read_to_string(setup.data().join("state").join("wipe.phase")).unwrap();
+    assert!(phase.contains("completed"), "{phase}");
+    // What remains of the state is the record of the wipe for `status`: no folders, keys or
+    // items.
+    let state = easync::store::state::StateFile::new(&setup.data())
+        .load()
+        .unwrap()
+        .into_state();
+    assert!(state.folders.is_empty(), "{:?}", state.folders.keys());
+    assert_eq!(state.folder_sync_key, "0");
+    assert!(state.policy_key.is_none());
+    // It stays wiped: no request to the server afterwards.
+    let requests = device_requests(&lab, &setup.device_id);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(device_requests(&lab, &setup.device_id), requests);
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(15)), Some(0));
+}

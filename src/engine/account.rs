@@ -74,8 +74,9 @@ pub enum EngineError {
         hint: String,
     },
     #[error(
-        "a remote wipe ordered by the server is pending ({0:?}): easyncd cannot carry out wipes \
-         yet; remove {1} to re-enroll once the data is wiped by hand"
+        "a remote wipe ordered by the server is pending ({0:?}): configure [wipe] (target and \
+         mode) so that easyncd carries it out, or wipe the data by hand and remove {1} to \
+         re-enroll"
     )]
     WipePending(WipeIntent, PathBuf),
     /// Sync status 12: the folder list changed while syncing. The cycle runs FolderSync

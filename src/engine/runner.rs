@@ -254,6 +254,8 @@ struct Due {
     outbox: bool,
     last_cycle: Option<Instant>,
     failures: u32,
+    /// A cycle ran since the last wipe order (it carries the wipe out when it can).
+    wipe_tried: bool,
 }
 
 impl Runner {
@@ -301,6 +303,7 @@ impl Runner {
             outbox: true,
             last_cycle: None,
             failures: 0,
+            wipe_tried: false,
         };
         loop {
             self.interrupter.control.acknowledge();
@@ -335,6 +338,7 @@ impl Runner {
             match result {
                 Ok(()) => {
                     due.failures = 0;
+                    due.wipe_tried = false;
                     match step {
                         Step::Cycle => {
                             due.cycle = false;
@@ -369,6 +373,13 @@ impl Runner {
                     }
                     let wait = match &reaction {
                         Reaction::Retry { after } | Reaction::Restart { after } => Some(*after),
+                        // A wipe ordered in this step is carried out by the next cycle, at
+                        // once; one that is still pending after that waits to be told.
+                        Reaction::Wipe { .. } if !due.wipe_tried => {
+                            due.wipe_tried = true;
+                            due.cycle = true;
+                            Some(Duration::ZERO)
+                        }
                         _ => None,
                     };
                     (self.events)(Event::Failed {

@@ -16,13 +16,14 @@
 //!
 //! - [`store`]: everything on disk — state, Maildir, vdir, and the item conversions.
 //! - [`config`]: the TOML configuration file and the secrets it points at.
-//! - [`device`]: the device — policy hooks and the compliance verdict.
+//! - [`device`]: the device itself — the policy hooks and the compliance verdict, the
+//!   remote wipe (full and account-only) and its crash-safe sequence.
 //!
-//! - [`device`]: the device itself — the remote wipe (full and account-only).
+//! - [`engine`]: one account's life — the sync cycle, push, uploads, the outbox, OAuth
+//!   sign-in, provisioning through the hooks, and the long-running schedule the daemon runs.
 //!
-//! - [`engine`]: one account's life (so far: the adaptive Ping heartbeat).
-//!
-//! The rest of the device layer (wipe), the D-Bus layer and the daemon follow in later work.
+//! The binaries (`src/bin/`) sit on top: `easyncd`, `easyncctl` (with the demo) and
+//! `easync-lab`. The D-Bus layer follows in later work.
 
 pub mod config;
 pub mod device;

@@ -66,7 +66,7 @@ pub fn run(options: &Options) -> Result<(), String> {
         .ok_or("the lab server has no HTTPS listener")?;
     say(&format!(
         "easync-lab is serving a seeded mailbox at {url}\n  ({} mails, {} contacts, {} events, tasks and notes each, and a security policy of \
-         {policy_settings} settings, which easync acknowledges as not applied until the device hooks exist)",
+         {policy_settings} settings, which easync acknowledges as not applied: the demo configures no policy hooks, see board/hooks/)",
         options.items,
         options.items / 2,
         options.items / 4

@@ -158,3 +158,45 @@ fn partial_compliance_refused_by_the_server_is_blocked_by_policy() {
     assert_eq!(lab.device(&setup.device_id)["acks"], json!([2]));
     assert!(hooks.ran("device_lock").is_some());
 }
+
+#[test]
+fn sogo_sends_no_policy_and_no_hook_runs() {
+    let Ok(url) = std::env::var("EASYNC_SOGO_URL") else {
+        eprintln!("SKIPPED: the SOGo peer is not running (run tests/run.sh)");
+        return;
+    };
+    let ca = std::env::var_os("EASYNC_SOGO_CA").map(std::path::PathBuf::from);
+    let hooks = Hooks::new(
+        "sogo",
+        &[
+            ("device_lock", "exit 0"),
+            ("storage_encryption", "exit 0"),
+            ("policy", "exit 0"),
+        ],
+    );
+    let setup = Setup::new(
+        &url,
+        "easuser",
+        "easpass",
+        ca.as_deref(),
+        "hookssogo",
+        &hooks.table,
+    );
+    let config = Config::load(&setup.config_path).expect("the configuration with hooks loads");
+    let mut account = Account::new(config);
+    let summary = account
+        .run_once(&mut |_| {})
+        .unwrap_or_else(|e| panic!("the cycle against SOGo: {e}"));
+    assert!(!summary.classes.is_empty(), "{summary}");
+    // SOGo answers Provision with "no policy": nothing to enforce, so no hook is asked and
+    // nothing is recorded as missing.
+    for key in ["device_lock", "storage_encryption", "policy"] {
+        assert!(
+            hooks.ran(key).is_none(),
+            "the {key} hook ran without a policy"
+        );
+    }
+    if let Some(compliance) = account.compliance() {
+        assert!(compliance.missing.is_empty(), "{compliance:?}");
+    }
+}

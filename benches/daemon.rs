@@ -241,7 +241,7 @@ struct ParkedDaemon {
 /// summary and is parked (see [`ParkedDaemon::wait_parked`]).
 fn start_parked_daemon(handle: &lab::Handle, setup: &DaemonSetup) -> ParkedDaemon {
     let mut child = setup
-        .command(EASYNCD, &["-v"])
+        .command(EASYNCD, &["-v", "--bus", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

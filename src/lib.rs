@@ -21,11 +21,15 @@
 //!
 //! - [`engine`]: one account's life — the sync cycle, push, uploads, the outbox, OAuth
 //!   sign-in, provisioning through the hooks, and the long-running schedule the daemon runs.
+//! - `dbus` (feature `dbus`, part of `device`): the `org.easync` D-Bus service (zbus), a
+//!   thin mapping of the engine for OEM software and `easyncctl`.
 //!
 //! The binaries (`src/bin/`) sit on top: `easyncd`, `easyncctl` (with the demo) and
-//! `easync-lab`. The D-Bus layer follows in later work.
+//! `easync-lab`.
 
 pub mod config;
+#[cfg(feature = "dbus")]
+pub mod dbus;
 pub mod device;
 pub mod eas;
 pub mod engine;

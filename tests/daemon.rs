@@ -42,7 +42,7 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_easyncd"))
             .arg("--config")
             .arg(&setup.config_path)
-            .arg("-v")
+            .args(["-v", "--bus", "none"])
             .env("NOTIFY_SOCKET", &socket)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -198,6 +198,11 @@ pub struct Account {
     pub(super) sign_in: SignIn,
     /// The last policy compliance verdict (see [`Account::compliance`]).
     compliance: super::enforce::ComplianceSlot,
+    /// The elements of the last policy provisioned (see [`Account::policy`]).
+    policy: super::enforce::PolicySlot,
+    /// The next cycle provisions again, so the hooks check compliance anew: at start,
+    /// and when a hook reports a change ([`Account::recheck_compliance`]).
+    recheck_policy: bool,
 }
 
 /// The Enforcer without device hooks (`[hooks]` empty): it enforces nothing, so it
@@ -346,7 +351,21 @@ impl Account {
             uploads: super::upload::UploadMemory::new(),
             sign_in: SignIn::default(),
             compliance: Arc::default(),
+            policy: Arc::default(),
+            recheck_policy: true,
         }
+    }
+
+    /// The elements (name, value) of the last policy this process provisioned (`None`
+    /// before the first provisioning; empty when the server has no policy).
+    pub fn policy(&self) -> Option<Vec<(&'static str, String)>> {
+        self.policy.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// Makes the next cycle provision again, so the hooks are asked anew and the server
+    /// gets an honest acknowledgement of what the device applies now.
+    pub fn recheck_compliance(&mut self) {
+        self.recheck_policy = true;
     }
 
     /// The verdict of the last policy this process acknowledged: the status sent and the
@@ -366,6 +385,7 @@ impl Account {
                 .then(|| crate::device::hooks::HookSet::from_config(hooks)),
             Arc::clone(&self.compliance),
         )
+        .with_policy_slot(Arc::clone(&self.policy))
     }
 
     /// Where an OAuth account's device sign-in shows the code to enter (by default a
@@ -587,6 +607,15 @@ impl Account {
 
         let mut enforcer = self.enforcer();
         let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
+        // A policy in force is provisioned again at start and when asked, so the hooks'
+        // verdict of today is what the server hears (a server without policy is not asked).
+        if self.recheck_policy && state.policy_key.as_deref().is_some_and(|k| k != "0") {
+            transport::Provisioner::provision(&mut prov, &mut session)?;
+            state.policy_key = session.state().policy_key.map(|k| k.to_string());
+            self.adopt_policy_limits(&prov, &mut state)?;
+            self.state_file.save(&state)?;
+        }
+        self.recheck_policy = false;
 
         let synced = self.folder_sync(&mut session, &mut prov, &mut state);
         self.adopt_policy_limits(&prov, &mut state)?;
@@ -688,13 +717,19 @@ impl Account {
         Ok((session, user_agent))
     }
 
-    /// The folders the configuration selects for syncing, with their class (notes only from
+    /// The folders selected for syncing — by the configuration, or by the user's choice
+    /// where one was made ([`crate::store::choices`]) — with their class (notes only from
     /// 14.0 on).
     pub(super) fn selected_folders(
         &self,
         state: &AccountState,
         version: ProtocolVersion,
     ) -> Vec<(String, Class)> {
+        let choices =
+            crate::store::choices::FolderChoices::load(self.data_dir()).unwrap_or_else(|e| {
+                log::warn!("{e}");
+                Default::default()
+            });
         state
             .folders
             .iter()
@@ -707,9 +742,9 @@ impl Account {
                     );
                     return None;
                 }
-                (self.config.sync().syncs(sync_class(class))
-                    && self.config.sync().folder_selected(&folder_path(state, id)))
-                .then(|| (id.clone(), class))
+                let configured = self.config.sync().syncs(sync_class(class))
+                    && self.config.sync().folder_selected(&folder_path(state, id));
+                choices.selects(id, configured).then(|| (id.clone(), class))
             })
             .collect()
     }

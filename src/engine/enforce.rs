@@ -24,11 +24,15 @@ pub const APPLIED_BY_ENGINE: [&str; 7] = hooks::EASYNC;
 /// The last compliance verdict, shared between an account and its enforcers.
 pub type ComplianceSlot = Arc<Mutex<Option<Compliance>>>;
 
+/// The elements of the last policy provisioned (name, value), shared the same way.
+pub type PolicySlot = Arc<Mutex<Option<Vec<(&'static str, String)>>>>;
+
 /// The Enforcer an account provisions with.
 pub struct HookEnforcer {
     state_file: StateFile,
     hooks: Option<HookSet>,
     compliance: ComplianceSlot,
+    policy: Option<PolicySlot>,
 }
 
 impl HookEnforcer {
@@ -38,7 +42,14 @@ impl HookEnforcer {
             state_file,
             hooks,
             compliance,
+            policy: None,
         }
+    }
+
+    /// Also keeps each policy applied in `slot`.
+    pub fn with_policy_slot(mut self, slot: PolicySlot) -> Self {
+        self.policy = Some(slot);
+        self
     }
 
     fn record(&self, verdict: Compliance) {
@@ -55,6 +66,11 @@ impl HookEnforcer {
 
 impl Enforcer for HookEnforcer {
     fn apply(&mut self, policy: &Policy) -> AckStatus {
+        if let Some(slot) = &self.policy {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(policy.elements());
+            }
+        }
         let verdict = match &self.hooks {
             Some(hooks) => hooks.enforce(policy, &APPLIED_BY_ENGINE),
             None => {

@@ -33,6 +33,7 @@ use super::reaction::{self, PARKED_RETRY, Reaction};
 use super::upload::UploadSummary;
 use super::watch::{LocalWatcher, WatchError};
 use crate::config::Config;
+use crate::device::hooks::Compliance;
 use crate::transport::{self, Backoff, Canceller};
 
 /// Failures in a row after which a due upload or outbox round is left to the next trigger
@@ -134,7 +135,6 @@ impl Interrupter {
 }
 
 /// What a [`Handle`] asks of the runner.
-#[derive(Debug)]
 pub enum Command {
     /// Run a full cycle now (and end a back-off wait).
     SyncNow,
@@ -144,6 +144,25 @@ pub enum Command {
     Reload(Box<Config>),
     /// Finish and return from [`Runner::run`].
     Stop,
+    /// Provision again at once so the hooks check compliance anew (a hook reported a
+    /// change on the device).
+    RecheckCompliance,
+    /// Run this with the account between two steps (on-demand work of a front end, such as
+    /// fetching an attachment).
+    Run(Box<dyn FnOnce(&mut Account) + Send>),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::SyncNow => f.write_str("SyncNow"),
+            Command::LocalChange => f.write_str("LocalChange"),
+            Command::Reload(_) => f.write_str("Reload"),
+            Command::Stop => f.write_str("Stop"),
+            Command::RecheckCompliance => f.write_str("RecheckCompliance"),
+            Command::Run(_) => f.write_str("Run"),
+        }
+    }
 }
 
 /// The step the runner is taking.
@@ -181,6 +200,13 @@ pub enum Event {
         reaction: Reaction,
         wait: Option<Duration>,
     },
+    /// The policy provisioned or the hooks' verdict on it changed.
+    Policy {
+        /// The policy's elements (name, value); empty when the server has none.
+        elements: Vec<(&'static str, String)>,
+        /// The verdict acknowledged (None: no policy was provisioned in this process).
+        compliance: Option<Compliance>,
+    },
     /// The runner stopped.
     Stopped,
 }
@@ -215,6 +241,17 @@ impl Handle {
         self.send(Command::Reload(Box::new(config)));
     }
 
+    /// Provision again now, asking the hooks anew (a cycle follows).
+    pub fn recheck_compliance(&self) {
+        self.send(Command::RecheckCompliance);
+    }
+
+    /// Runs `work` with the account between two steps (a parked Ping is ended for it; a
+    /// step in progress finishes first). Dropped unrun when the runner stops.
+    pub fn run(&self, work: impl FnOnce(&mut Account) + Send + 'static) {
+        self.send(Command::Run(Box::new(work)));
+    }
+
     /// Stop: the request in flight is cancelled (what is stored stays stored).
     pub fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
@@ -245,7 +282,11 @@ pub struct Runner {
     interrupter: Interrupter,
     watcher: Option<LocalWatcher>,
     drains: Arc<AtomicU64>,
+    /// The policy and verdict last reported ([`Event::Policy`]).
+    published_policy: Option<PolicyReport>,
 }
+
+type PolicyReport = (Option<Vec<(&'static str, String)>>, Option<Compliance>);
 
 /// What the loop has to do next.
 struct Due {
@@ -277,6 +318,7 @@ impl Runner {
             interrupter,
             watcher: None,
             drains,
+            published_policy: None,
         };
         (runner, handle)
     }
@@ -335,6 +377,7 @@ impl Runner {
             };
             (self.events)(Event::Begin(step));
             let result = self.step(step);
+            self.publish_policy();
             match result {
                 Ok(()) => {
                     due.failures = 0;
@@ -420,8 +463,29 @@ impl Runner {
                 due.cycle = true;
                 due.failures = 0;
             }
+            Command::RecheckCompliance => {
+                self.account.recheck_compliance();
+                due.cycle = true;
+            }
+            Command::Run(work) => {
+                work(&mut self.account);
+                self.publish_policy();
+            }
         }
         true
+    }
+
+    /// Reports the policy and the verdict when they differ from what was reported last.
+    fn publish_policy(&mut self) {
+        let now = (self.account.policy(), self.account.compliance());
+        if now.0.is_none() || self.published_policy.as_ref() == Some(&now) {
+            return;
+        }
+        self.published_policy = Some(now.clone());
+        (self.events)(Event::Policy {
+            elements: now.0.unwrap_or_default(),
+            compliance: now.1,
+        });
     }
 
     fn step(&mut self, step: Step) -> Result<(), EngineError> {

@@ -5,6 +5,7 @@
 //! Map:
 //! - [`atomic`]: write-temp, fsync, rename, fsync-the-folder: the one way files are replaced.
 //! - [`names`]: server-provided names made into safe, unique directory and file names.
+//! - [`choices`]: the folders the user switched on or off on the device.
 //! - [`credentials`]: the credential store (`credentials/`, 0700): OAuth tokens (0600).
 //! - [`state`]: the account's state (sync keys, id maps, learned heartbeat) as postcard.
 //! - [`lock`]: one process at a time per data directory.
@@ -14,6 +15,7 @@
 //!   iCalendar (VEVENT, VTODO, VTIMEZONE) and the notes format.
 
 pub mod atomic;
+pub mod choices;
 pub mod credentials;
 pub mod ical;
 pub mod lock;

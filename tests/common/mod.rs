@@ -1,6 +1,7 @@
 //! Shared parts of the integration tests.
 #![allow(dead_code)]
 
+pub mod bus;
 pub mod client;
 #[cfg(feature = "lab")]
 pub mod daemon;

@@ -1,9 +1,11 @@
 //! `easyncctl`: the command line of easync.
 //!
-//! Today it carries the demo (`demo`, builds with the lab only) and the offline tools,
-//! `wbxml decode` and `wbxml encode`; the D-Bus client commands (status, sync, folders,
-//! enroll, policy, diagnose) come with the D-Bus interface.
+//! It carries the D-Bus client commands ([`client`]: status, sync, folders, policy,
+//! wipe-status ...), the demo (`demo`, builds with the lab only) and the offline tools,
+//! `wbxml decode` and `wbxml encode`.
 
+#[cfg(feature = "dbus")]
+mod client;
 #[cfg(feature = "lab")]
 mod demo;
 
@@ -14,7 +16,8 @@ use std::process::ExitCode;
 use easync::wbxml::{self, ProtocolVersion};
 
 const USAGE: &str = "\
-usage: easyncctl demo [--dir DIR] [--items N]
+usage: easyncctl status|sync|folders|policy|wipe-status|... (see below; D-Bus client)
+       easyncctl demo [--dir DIR] [--items N]
        easyncctl wbxml decode [--protocol VERSION] [-o OUT] [FILE|-]
        easyncctl wbxml encode [-o OUT] [FILE|-]
 
@@ -30,6 +33,23 @@ options:
 
 FILE defaults to standard input; `-` also means standard input.
 Exit status: 0 done, 1 the input was refused (the message says where and why), 2 usage.";
+
+/// Whether the command line names a D-Bus client command (options may come first).
+#[cfg(feature = "dbus")]
+fn is_client_command() -> bool {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("--bus") => {
+                args.next();
+            }
+            Some("--json") => {}
+            Some(word) => return client::COMMANDS.contains(&word),
+            None => return false,
+        }
+    }
+    false
+}
 
 enum Command {
     Decode,
@@ -47,10 +67,16 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "demo") {
         return demo_main();
     }
+    #[cfg(feature = "dbus")]
+    if is_client_command() {
+        return client::main(std::env::args_os().skip(1).collect());
+    }
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");
+            #[cfg(feature = "dbus")]
+            println!("\nD-Bus client commands:\n{}", client::USAGE);
             return ExitCode::SUCCESS;
         }
         Err(message) => {

@@ -2,8 +2,9 @@
 //! runtime waits for signals (SIGTERM/SIGINT stop, SIGHUP reloads the configuration, SIGUSR1
 //! syncs now) and for the engine's events, which it logs and reports to systemd
 //! (sd_notify READY, STATUS, STOPPING, WATCHDOG); the account itself runs on a thread of its
-//! own ([`easync::engine::runner`]). `--once` runs one full cycle and exits, for field
-//! engineers and scripts.
+//! own ([`easync::engine::runner`]). With D-Bus (the default, `--bus`), the same events
+//! keep the `org.easync` service ([`easync::dbus`]) up to date and its method calls steer
+//! the runner. `--once` runs one full cycle and exits, for field engineers and scripts.
 
 mod notify;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use easync::config::{self, Config};
 use easync::engine::account::{Account, Progress};
+use easync::engine::enroll::SignInPrompt;
 use easync::engine::reaction::Reaction;
 use easync::engine::runner::{Event, Handle, Runner, Step};
 use notify::Notifier;
@@ -23,7 +25,7 @@ use tokio::io::unix::AsyncFd;
 const LOCAL_CHANGE_SETTLE: Duration = Duration::from_millis(300);
 
 const USAGE: &str = "\
-usage: easyncd [--config FILE] [-v] [--once [--push]]
+usage: easyncd [--config FILE] [--bus system|session|none] [-v] [--once [--push]]
 
   (no option)     run for ever: sync, stay pushed, upload local changes; stops on SIGTERM
                   or SIGINT, reloads the configuration on SIGHUP, syncs at once on SIGUSR1
@@ -32,6 +34,8 @@ usage: easyncd [--config FILE] [-v] [--once [--push]]
   --push          with --once: then wait for one push (Ping) round, sync what changed and
                   print what arrived
   --config FILE   the configuration (default /etc/easync/easync.toml)
+  --bus BUS       where to offer the org.easync D-Bus service: system (default), session
+                  (development, tests) or none
   -v, --verbose   log more (repeat for debug)
   -h, --help      this text
 
@@ -42,6 +46,7 @@ Exit status: 0 success (or stopped by a signal), 1 failure (the message says wha
 
 struct Args {
     config: PathBuf,
+    bus: Option<BusChoice>,
     once: bool,
     push: bool,
     verbosity: u8,
@@ -113,7 +118,8 @@ fn main() -> ExitCode {
         }
     };
     if !args.once {
-        return run_daemon(config, &args.config);
+        let bus = args.bus.unwrap_or(DEFAULT_BUS);
+        return run_daemon(config, &args.config, bus);
     }
     let mut account = Account::new(config);
     let mut print_progress = |p: Progress| {
@@ -144,6 +150,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut parser = lexopt::Parser::from_env();
     let mut args = Args {
         config: PathBuf::from(config::DEFAULT_PATH),
+        bus: None,
         once: false,
         push: false,
         verbosity: 0,
@@ -157,17 +164,60 @@ fn parse_args() -> Result<Option<Args>, String> {
             Short('c') | Long("config") => {
                 args.config = parser.value().map_err(|e| e.to_string())?.into();
             }
+            Long("bus") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                args.bus = Some(match value.to_str() {
+                    #[cfg(feature = "dbus")]
+                    Some("system") => BusChoice::Bus(easync::dbus::Bus::System),
+                    #[cfg(feature = "dbus")]
+                    Some("session") => BusChoice::Bus(easync::dbus::Bus::Session),
+                    Some("none") => BusChoice::None,
+                    _ => {
+                        return Err(format!(
+                            "--bus {}: use system, session or none{}",
+                            value.to_string_lossy(),
+                            if cfg!(feature = "dbus") {
+                                ""
+                            } else {
+                                " (this build has no D-Bus: only none)"
+                            }
+                        ));
+                    }
+                });
+            }
             other => return Err(other.unexpected().to_string()),
         }
     }
     if args.push && !args.once {
         return Err("--push needs --once (one push round after the cycle)".into());
     }
+    if args.once && args.bus.is_some() {
+        return Err("--bus is for the daemon; --once offers no D-Bus service".into());
+    }
     Ok(Some(args))
 }
 
+/// Where the D-Bus service is offered.
+#[derive(Debug, Clone, Copy)]
+enum BusChoice {
+    #[cfg(feature = "dbus")]
+    Bus(easync::dbus::Bus),
+    None,
+}
+
+#[cfg(feature = "dbus")]
+const DEFAULT_BUS: BusChoice = BusChoice::Bus(easync::dbus::Bus::System);
+#[cfg(not(feature = "dbus"))]
+const DEFAULT_BUS: BusChoice = BusChoice::None;
+
+/// What reaches the daemon's loop from the engine's thread.
+enum Notice {
+    Engine(Event),
+    SignIn(SignInPrompt),
+}
+
 /// The long-running mode. See the module documentation.
-fn run_daemon(config: Config, config_path: &Path) -> ExitCode {
+fn run_daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -179,10 +229,10 @@ fn run_daemon(config: Config, config_path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(daemon(config, config_path))
+    runtime.block_on(daemon(config, config_path, bus))
 }
 
-async fn daemon(config: Config, config_path: &Path) -> ExitCode {
+async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
 
     let notifier = Notifier::from_env();
@@ -201,18 +251,28 @@ async fn daemon(config: Config, config_path: &Path) -> ExitCode {
         }
     };
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let data_dir = config.data_dir().to_path_buf();
     let mut account = Account::new(config);
     let sign_in_notifier = Notifier::from_env();
+    let prompts = events_tx.clone();
     account.set_sign_in_prompt(Box::new(move |prompt| {
         log::warn!("{}", prompt.message);
         sign_in_notifier.status(&format!(
             "sign in: open {} and enter the code {}",
             prompt.verification_uri, prompt.user_code
         ));
+        let _ = prompts.send(Notice::SignIn(prompt.clone()));
     }));
     let (mut runner, handle) = Runner::new(account, move |event| {
-        let _ = events_tx.send(event);
+        let _ = events_tx.send(Notice::Engine(event));
     });
+    let bus_service = match BusService::start(bus, &handle, &data_dir).await {
+        Ok(service) => service,
+        Err(message) => {
+            eprintln!("easyncd: {message}");
+            return ExitCode::from(1);
+        }
+    };
     // The device's changes: readiness of the runner's inotify descriptor ends a parked Ping
     // (the runner itself reads the events; see `engine::runner`).
     let watch = match runner.watch_local_changes() {
@@ -259,8 +319,12 @@ async fn daemon(config: Config, config_path: &Path) -> ExitCode {
                 log::info!("SIGUSR1: syncing now");
                 in_background(&handle, Handle::sync_now).await;
             }
-            event = events.recv() => match event {
-                Some(event) => report(&event, &notifier),
+            notice = events.recv() => match notice {
+                Some(Notice::Engine(event)) => {
+                    report(&event, &notifier);
+                    bus_service.engine_event(&event).await;
+                }
+                Some(Notice::SignIn(prompt)) => bus_service.sign_in(&prompt).await,
                 None => break,
             },
             _ = watchdog_tick.tick(), if watchdog.is_some() => notifier.send("WATCHDOG=1"),
@@ -378,6 +442,82 @@ fn report(event: &Event, notifier: &Notifier) {
             log::error!("{message}; {next}");
             notifier.status(&format!("failed: {message}; {next}"));
         }
+        Event::Policy { compliance, .. } => {
+            if let Some(c) = compliance {
+                if !c.missing.is_empty() {
+                    notifier.status(&format!(
+                        "policy not fully applied: {}",
+                        c.missing.join(", ")
+                    ));
+                }
+            }
+        }
         Event::Stopped => log::info!("engine stopped"),
+    }
+}
+
+/// The D-Bus service when there is one: the view kept from the engine's events and what
+/// they changed published.
+struct BusService {
+    #[cfg(feature = "dbus")]
+    inner: Option<(
+        easync::dbus::service::Service,
+        std::sync::Arc<std::sync::Mutex<easync::dbus::view::AccountView>>,
+    )>,
+}
+
+impl BusService {
+    #[cfg_attr(not(feature = "dbus"), allow(unused_variables, clippy::unused_async))]
+    async fn start(bus: BusChoice, handle: &Handle, data_dir: &Path) -> Result<Self, String> {
+        match bus {
+            BusChoice::None => Ok(BusService {
+                #[cfg(feature = "dbus")]
+                inner: None,
+            }),
+            #[cfg(feature = "dbus")]
+            BusChoice::Bus(bus) => {
+                use easync::dbus::{service, view};
+                let view = std::sync::Arc::new(std::sync::Mutex::new(view::AccountView::new(
+                    service::saved_protocol_version(data_dir),
+                )));
+                let account =
+                    service::Account1::new(handle.clone(), data_dir.to_path_buf(), view.clone());
+                let service = service::Service::start(bus, account)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                log::info!(
+                    "D-Bus: {} on the {} bus",
+                    easync::dbus::BUS_NAME,
+                    bus.as_str()
+                );
+                Ok(BusService {
+                    inner: Some((service, view)),
+                })
+            }
+        }
+    }
+
+    #[cfg_attr(not(feature = "dbus"), allow(unused_variables, clippy::unused_async))]
+    async fn engine_event(&self, event: &Event) {
+        #[cfg(feature = "dbus")]
+        if let Some((service, view)) = &self.inner {
+            let changes = view
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply(event, std::time::SystemTime::now());
+            service.publish(&changes).await;
+        }
+    }
+
+    #[cfg_attr(not(feature = "dbus"), allow(unused_variables, clippy::unused_async))]
+    async fn sign_in(&self, prompt: &SignInPrompt) {
+        #[cfg(feature = "dbus")]
+        if let Some((service, view)) = &self.inner {
+            let changes = view
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sign_in(prompt);
+            service.publish(&changes).await;
+        }
     }
 }

@@ -1,0 +1,648 @@
+//! The D-Bus client commands of `easyncctl`: what an engineer or a script asks the running
+//! daemon (`org.easync`, see [`easync::dbus`]). Plain text for people, progress bars on a
+//! terminal, `--json` for scripts.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use easync::dbus::{ACCOUNT_INTERFACE, ACCOUNT_PATH, BUS_NAME, Bus};
+use serde_json::{Value as Json, json};
+use zbus::zvariant::{OwnedFd, OwnedValue};
+
+/// The commands this module serves.
+pub const COMMANDS: [&str; 9] = [
+    "status",
+    "sync",
+    "folders",
+    "policy",
+    "wipe-status",
+    "report-compliance",
+    "unlock",
+    "send",
+    "fetch",
+];
+
+pub const USAGE: &str = "\
+       easyncctl [--bus system|session] [--json] status
+       easyncctl [--bus B] [--json] sync [--no-wait]
+       easyncctl [--bus B] [--json] folders [enable|disable FOLDER_ID]
+       easyncctl [--bus B] [--json] policy
+       easyncctl [--bus B] [--json] wipe-status
+       easyncctl [--bus B] report-compliance
+       easyncctl [--bus B] [--json] unlock failed|ok
+       easyncctl [--bus B] send MESSAGE_FILE
+       easyncctl [--bus B] fetch FILE_REFERENCE OUTPUT_FILE
+
+  status          the account: state, last sync, compliance, policy in plain words
+  sync            sync now and wait until done (a progress bar on a terminal)
+  folders         the server's folders and whether they are synced; enable/disable one
+  policy          the server's policy, element by element, in plain words
+  wipe-status     a remote wipe's kind and how far it got
+  report-compliance  the device changed (a hook's concern): check the policy again
+  unlock          tell easync about a failed or successful unlock of the lock screen
+  send            queue a message (RFC 5322 file) in the outbox and send it
+  fetch           download an attachment by its file reference
+
+  --bus B         the bus easyncd serves on (default system; session for development)
+  --json          machine-readable output (one JSON document)
+These commands talk to a running easyncd over D-Bus.";
+
+struct Options {
+    bus: Bus,
+    json: bool,
+    words: Vec<String>,
+}
+
+/// Runs a client command; `args` are the command line after the program name.
+pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let options = match parse(args) {
+        Ok(o) => o,
+        Err(message) => {
+            eprintln!("easyncctl: {message}\n\nusage:{}", &USAGE[6..]);
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("easyncctl: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(&options)) {
+        Ok(code) => code,
+        Err(message) => {
+            if options.json {
+                println!("{}", json!({ "error": message }));
+            }
+            eprintln!("easyncctl: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse(args: Vec<std::ffi::OsString>) -> Result<Options, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut options = Options {
+        bus: Bus::System,
+        json: false,
+        words: Vec::new(),
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("json") => options.json = true,
+            Long("bus") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                options.bus = match v.to_str() {
+                    Some("system") => Bus::System,
+                    Some("session") => Bus::Session,
+                    _ => {
+                        return Err(format!(
+                            "--bus {}: use system or session",
+                            v.to_string_lossy()
+                        ));
+                    }
+                };
+            }
+            Long("no-wait") => options.words.push("--no-wait".into()),
+            Value(v) => options
+                .words
+                .push(v.into_string().map_err(|v| format!("not UTF-8: {v:?}"))?),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(options)
+}
+
+/// A connection and a proxy of the account object.
+struct Daemon {
+    proxy: zbus::Proxy<'static>,
+}
+
+impl Daemon {
+    async fn connect(bus: Bus) -> Result<Daemon, String> {
+        let connection = match bus {
+            Bus::System => zbus::Connection::system().await,
+            Bus::Session => zbus::Connection::session().await,
+        }
+        .map_err(|e| format!("cannot reach the {} bus: {e}", bus.as_str()))?;
+        let proxy = zbus::Proxy::new(&connection, BUS_NAME, ACCOUNT_PATH, ACCOUNT_INTERFACE)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Daemon { proxy })
+    }
+
+    async fn property<T>(&self, name: &str) -> Result<T, String>
+    where
+        T: TryFrom<OwnedValue>,
+        T::Error: Into<zbus::Error>,
+    {
+        self.proxy
+            .get_property::<T>(name)
+            .await
+            .map_err(|e| explain(e, name))
+    }
+
+    async fn call<B, R>(&self, method: &str, body: &B) -> Result<R, String>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+        R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
+    {
+        self.proxy
+            .call(method, body)
+            .await
+            .map_err(|e| explain(e, method))
+    }
+}
+
+/// Turns a D-Bus failure into what the user can do about it.
+fn explain(e: zbus::Error, what: &str) -> String {
+    let text = e.to_string();
+    if text.contains("ServiceUnknown") || text.contains("was not provided by any") {
+        format!(
+            "easyncd is not running on this bus (no {BUS_NAME}): start it (systemctl start easyncd)"
+        )
+    } else if text.contains("AccessDenied") {
+        format!(
+            "{what}: access denied by the bus policy: run as root or as a member of the group \
+             org.easync.conf allows"
+        )
+    } else {
+        format!("{what}: {text}")
+    }
+}
+
+async fn run(o: &Options) -> Result<ExitCode, String> {
+    let words: Vec<&str> = o.words.iter().map(String::as_str).collect();
+    let daemon = Daemon::connect(o.bus).await?;
+    match words.as_slice() {
+        ["status"] => status(&daemon, o.json).await,
+        ["sync"] => sync(&daemon, o.json, true).await,
+        ["sync", "--no-wait"] => sync(&daemon, o.json, false).await,
+        ["folders"] => folders(&daemon, o.json).await,
+        ["folders", action @ ("enable" | "disable"), id] => {
+            daemon
+                .call::<_, ()>("SetFolderEnabled", &(*id, *action == "enable"))
+                .await?;
+            say(
+                o.json,
+                json!({ "folder": id, "enabled": *action == "enable" }),
+                || format!("folder {id} {action}d; a sync follows"),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ["policy"] => policy(&daemon, o.json).await,
+        ["wipe-status"] => {
+            let (kind, phase): (String, String) = daemon.call("WipeStatus", &()).await?;
+            let state: String = daemon.property("State").await?;
+            say(
+                o.json,
+                json!({ "kind": kind, "phase": phase, "state": state }),
+                || {
+                    if kind.is_empty() {
+                        format!("no wipe recorded (state: {state})")
+                    } else {
+                        format!("{kind} wipe: last step done: {phase} (state: {state})")
+                    }
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ["report-compliance"] => {
+            daemon.call::<_, ()>("ReportCompliance", &()).await?;
+            say(o.json, json!({ "reported": true }), || {
+                "the policy is checked again with the hooks; see `easyncctl status`".into()
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        ["unlock", outcome @ ("failed" | "ok")] => {
+            if *outcome == "ok" {
+                daemon.call::<_, ()>("ReportUnlockSuccess", &()).await?;
+                say(o.json, json!({ "failures": 0 }), || {
+                    "failure count reset".into()
+                });
+            } else {
+                let (failures, limit, wiping): (u32, u32, bool) =
+                    daemon.call("ReportUnlockFailure", &()).await?;
+                say(
+                    o.json,
+                    json!({ "failures": failures, "limit": limit, "wiping": wiping }),
+                    || match (limit, wiping) {
+                        (_, true) => {
+                            format!("{failures} failed unlocks: the device is being wiped")
+                        }
+                        (0, _) => format!("{failures} failed unlocks (the policy sets no limit)"),
+                        (l, _) => format!("{failures} of {l} failed unlocks before a wipe"),
+                    },
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ["send", file] => {
+            let f = std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?;
+            let fd = OwnedFd::from(std::os::fd::OwnedFd::from(f));
+            let id: String = daemon.call("SendMail", &(fd,)).await?;
+            say(o.json, json!({ "queued": id }), || {
+                format!("queued as {id}; it is sent at once")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        ["fetch", reference, out] => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = PathBuf::from(out);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o640)
+                .open(&path)
+                .map_err(|e| format!("cannot create {out}: {e}"))?;
+            let fd = OwnedFd::from(std::os::fd::OwnedFd::from(f));
+            match daemon
+                .call::<_, u64>("FetchAttachment", &(*reference, fd))
+                .await
+            {
+                Ok(size) => {
+                    say(o.json, json!({ "file": out, "bytes": size }), || {
+                        format!("{size} bytes written to {out}")
+                    });
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    Err(e)
+                }
+            }
+        }
+        [] => Err("no command given".into()),
+        other => Err(format!("unknown command `{}`", other.join(" "))),
+    }
+}
+
+/// Prints `value` as JSON or the text `human` makes.
+fn say(json: bool, value: Json, human: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn ago(secs: u64) -> String {
+    if secs == 0 {
+        return "never (this run)".into();
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let delta = now.saturating_sub(secs);
+    let when = match delta {
+        0..60 => format!("{delta} s ago"),
+        60..3600 => format!("{} min ago", delta / 60),
+        3600..86_400 => format!("{} h ago", delta / 3600),
+        _ => format!("{} days ago", delta / 86_400),
+    };
+    format!("{when} (Unix time {secs})")
+}
+
+fn compliance_words(status: &str) -> &'static str {
+    match status {
+        "compliant" => "the device applies the whole policy",
+        "partial" => "the device applies part of the policy",
+        "not-applied" => "the device applies none of the policy's device settings",
+        "blocked" => "the server blocks this device until the missing settings are applied",
+        "externally-managed" => "the device is managed by other software",
+        _ => "not known yet (no policy checked since easyncd started)",
+    }
+}
+
+async fn status(d: &Daemon, json: bool) -> Result<ExitCode, String> {
+    let state: String = d.property("State").await?;
+    let detail: String = d.property("StateDetail").await?;
+    let version: String = d.property("ProtocolVersion").await?;
+    let last_sync: u64 = d.property("LastSync").await?;
+    let (compliance, missing): (String, Vec<String>) = d.property("Compliance").await?;
+    let policy: HashMap<String, OwnedValue> = d.property("Policy").await?;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "state": state, "detail": detail, "protocol_version": version,
+                "last_sync": last_sync, "compliance": { "status": compliance, "missing": missing },
+                "policy": policy_json(&policy),
+            })
+        );
+    } else {
+        println!(
+            "state:       {state}{}",
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" — {detail}")
+            }
+        );
+        println!("last sync:   {}", ago(last_sync));
+        println!(
+            "ActiveSync:  {}",
+            if version.is_empty() {
+                "not connected yet"
+            } else {
+                &version
+            }
+        );
+        println!(
+            "compliance:  {compliance}: {}",
+            compliance_words(&compliance)
+        );
+        if !missing.is_empty() {
+            println!("  not applied: {}", missing.join(", "));
+        }
+        if policy.is_empty() {
+            println!("policy:      none received since easyncd started");
+        } else {
+            println!("policy:      {} settings; the main ones:", policy.len());
+            for line in policy_lines(&policy).into_iter().take(8) {
+                println!("  {line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn value_text(v: &OwnedValue) -> String {
+    if let Ok(n) = u32::try_from(v) {
+        return n.to_string();
+    }
+    if let Ok(s) = <&str>::try_from(v) {
+        return s.to_string();
+    }
+    format!("{:?}", **v)
+}
+
+fn policy_json(policy: &HashMap<String, OwnedValue>) -> Json {
+    Json::Object(
+        policy
+            .iter()
+            .map(|(k, v)| {
+                let value = u32::try_from(v)
+                    .map(Json::from)
+                    .unwrap_or_else(|_| Json::from(value_text(v)));
+                (k.clone(), value)
+            })
+            .collect(),
+    )
+}
+
+/// One element of the policy in plain words (None for elements without a sentence).
+fn plain(name: &str, value: &str) -> Option<String> {
+    let n: Option<u64> = value.parse().ok();
+    let yes = value == "1";
+    Some(match name {
+        "DevicePasswordEnabled" if yes => "a device password (PIN) is required".into(),
+        "DevicePasswordEnabled" => "no device password is required".into(),
+        "AlphanumericDevicePasswordRequired" if yes => {
+            "the password must mix letters and digits".into()
+        }
+        "MinDevicePasswordLength" => format!("the password has at least {value} characters"),
+        "MinDevicePasswordComplexCharacters" => {
+            format!("the password uses at least {value} kinds of characters")
+        }
+        "AllowSimpleDevicePassword" if value == "0" => {
+            "simple passwords (1234, 1111) are refused".into()
+        }
+        "DevicePasswordExpiration" if n.is_some_and(|n| n > 0) => {
+            format!("the password expires after {value} days")
+        }
+        "DevicePasswordHistory" if n.is_some_and(|n| n > 0) => {
+            format!("the last {value} passwords cannot be reused")
+        }
+        "MaxInactivityTimeDeviceLock" => format!("the screen locks after {value} s without use"),
+        "MaxDevicePasswordFailedAttempts" => {
+            format!("{value} wrong passwords in a row wipe the device")
+        }
+        "RequireDeviceEncryption" if yes => "the device storage must be encrypted".into(),
+        "RequireStorageCardEncryption" if yes => "storage cards must be encrypted".into(),
+        "AttachmentsEnabled" if value == "0" => "attachments cannot be downloaded".into(),
+        "MaxAttachmentSize" => format!("attachments up to {value} bytes"),
+        "AllowCamera" if value == "0" => "the camera is disabled".into(),
+        "AllowBluetooth" if value == "0" => "Bluetooth is disabled".into(),
+        "AllowWiFi" if value == "0" => "Wi-Fi is disabled".into(),
+        "AllowStorageCard" if value == "0" => "storage cards are disabled".into(),
+        "AllowHTMLEmail" if value == "0" => "mail is shown as plain text only".into(),
+        "RequireManualSyncWhenRoaming" if yes => "no automatic sync while roaming".into(),
+        "MaxEmailAgeFilter" if value != "0" => {
+            format!("mail is kept for a limited time (filter {value})")
+        }
+        "MaxCalendarAgeFilter" if value != "0" => {
+            format!("past calendar entries are limited (filter {value})")
+        }
+        _ => return None,
+    })
+}
+
+fn policy_lines(policy: &HashMap<String, OwnedValue>) -> Vec<String> {
+    let mut names: Vec<&String> = policy.keys().collect();
+    names.sort();
+    let mut lines: Vec<String> = names
+        .iter()
+        .filter_map(|n| plain(n, &value_text(&policy[*n])))
+        .collect();
+    if lines.is_empty() {
+        lines.push("nothing that restricts the device".into());
+    }
+    lines
+}
+
+async fn policy(d: &Daemon, json: bool) -> Result<ExitCode, String> {
+    let policy: HashMap<String, OwnedValue> = d.property("Policy").await?;
+    let (compliance, missing): (String, Vec<String>) = d.property("Compliance").await?;
+    if json {
+        println!(
+            "{}",
+            json!({ "policy": policy_json(&policy), "compliance": compliance, "missing": missing })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if policy.is_empty() {
+        println!("no policy received since easyncd started (or the server has none)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut names: Vec<&String> = policy.keys().collect();
+    names.sort();
+    for name in names {
+        let value = value_text(&policy[name]);
+        let mark = if missing.contains(name) {
+            "NOT APPLIED  "
+        } else {
+            ""
+        };
+        match plain(name, &value) {
+            Some(words) => println!("{mark}{name} = {value}: {words}"),
+            None => println!("{mark}{name} = {value}"),
+        }
+    }
+    println!(
+        "compliance: {compliance}: {}",
+        compliance_words(&compliance)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn folders(d: &Daemon, json: bool) -> Result<ExitCode, String> {
+    let mut list: Vec<(String, String, String, bool, u32)> = d.call("ListFolders", &()).await?;
+    list.sort_by(|a, b| a.1.cmp(&b.1));
+    if json {
+        let items: Vec<Json> = list
+            .iter()
+            .map(|(id, path, class, on, items)| {
+                json!({ "id": id, "path": path, "class": class, "synced": on, "items": items })
+            })
+            .collect();
+        println!("{}", Json::Array(items));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<10} {:<8} {:<9} {:>7}  folder",
+        "id", "synced", "class", "items"
+    );
+    for (id, path, class, on, items) in &list {
+        let class = if class.is_empty() { "-" } else { class };
+        println!(
+            "{:<10} {:<8} {:<9} {:>7}  {}",
+            id,
+            if *on { "yes" } else { "no" },
+            class,
+            items,
+            path.escape_debug()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Draws one progress line; on a terminal it is redrawn in place.
+struct ProgressLine {
+    tty: bool,
+}
+
+impl ProgressLine {
+    fn show(&self, folder: &str, class: &str, done: u64, estimated: u64) {
+        if self.tty {
+            let done_part = done.min(estimated);
+            let bar = match (done_part * 30).checked_div(estimated) {
+                Some(filled) => {
+                    let filled = filled as usize;
+                    format!(
+                        "[{}{}] {:>3}%",
+                        "#".repeat(filled),
+                        "-".repeat(30 - filled),
+                        done_part * 100 / estimated
+                    )
+                }
+                None => String::new(),
+            };
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "\r\x1b[2K{class} {}: {done} items {bar}",
+                folder.escape_debug()
+            );
+            let _ = err.flush();
+        } else {
+            let of = if estimated > 0 {
+                format!(" of ~{estimated}")
+            } else {
+                String::new()
+            };
+            eprintln!("{class} {}: {done}{of} items", folder.escape_debug());
+        }
+    }
+
+    fn end(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+async fn sync(d: &Daemon, json: bool, wait: bool) -> Result<ExitCode, String> {
+    use futures_lite_free::next;
+    let mut saw_sync = d.property::<String>("State").await? == "syncing";
+    // Listen before asking, so a quick sync is not missed.
+    let mut progress = d
+        .proxy
+        .receive_signal("Progress")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut changes = d.proxy.receive_property_changed::<u64>("LastSync").await;
+    let mut states = d.proxy.receive_property_changed::<String>("State").await;
+    d.call::<_, ()>("SyncNow", &()).await?;
+    if !wait {
+        say(json, json!({ "requested": true }), || {
+            "sync requested".into()
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let line = ProgressLine {
+        tty: !json && std::io::stderr().is_terminal(),
+    };
+    let deadline = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            Some(msg) = next(&mut progress) => {
+                if let Ok((folder, class, done, estimated)) =
+                    msg.body().deserialize::<(String, String, u64, u64)>()
+                {
+                    if !json {
+                        line.show(&folder, &class, done, estimated);
+                    }
+                }
+            }
+            Some(change) = next(&mut changes) => {
+                // A completed sync after the one asked for began.
+                if saw_sync && change.get().await.is_ok() {
+                    line.end();
+                    let state: String = d.property("State").await?;
+                    say(json, json!({ "synced": true, "state": state }), || {
+                        format!("synced; now {state}")
+                    });
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Some(change) = next(&mut states) => {
+                let state = change.get().await.unwrap_or_default();
+                if state == "syncing" {
+                    saw_sync = true;
+                }
+                let failed = matches!(state.as_str(), "retrying" | "needs-credentials" | "blocked-by-policy" | "blocked" | "needs-configuration" | "stopped");
+                if failed && saw_sync {
+                    line.end();
+                    let detail: String = d.property("StateDetail").await?;
+                    say(json, json!({ "synced": false, "state": state, "detail": detail }), || {
+                        format!("the sync failed ({state}): {detail}")
+                    });
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            _ = &mut deadline => return Err("no sync completed within an hour; see `easyncctl status`".into()),
+        }
+    }
+}
+
+/// `StreamExt::next` without a futures dependency.
+mod futures_lite_free {
+    use std::future::poll_fn;
+    use std::pin::Pin;
+
+    use zbus::export::futures_core::Stream;
+
+    pub async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+        poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+    }
+}

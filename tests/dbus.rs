@@ -1,0 +1,657 @@
+//! The `org.easync` D-Bus service of `easyncd` on a private `dbus-daemon`, against the lab:
+//! the introspection data matches the file in the repo; the properties follow the account
+//! (state, last sync, protocol, policy, compliance) with PropertiesChanged; the methods do
+//! what they say (sync now, folders, send mail from a descriptor, fetch an attachment into
+//! one, re-check compliance); NewItems arrives with a push; `easyncctl` drives it all; and
+//! on a system-style bus the shipped policy refuses every other user.
+
+#![cfg(all(feature = "lab", feature = "dbus"))]
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::bus::{Kind, PrivateBus};
+use common::lab::Lab;
+use common::setup::Setup;
+use easync::dbus::{ACCOUNT_INTERFACE, ACCOUNT_PATH, ACCOUNT_XML, BUS_NAME};
+use easync::lab::NewItem;
+use easync::lab::model::{Attachment, Prop};
+use easync::lab::seed::folder;
+use zbus::zvariant::{OwnedFd, OwnedValue};
+
+const PUSH: &str = "[push]\nheartbeat_min = 300\nheartbeat_start = 300\nheartbeat_max = 600\n";
+const EASYNCCTL: &str = env!("CARGO_BIN_EXE_easyncctl");
+
+/// easyncd serving on a private bus.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(setup: &Setup, bus: &PrivateBus, system: bool) -> Daemon {
+        let log = setup.dir.0.join("easyncd.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_easyncd"));
+        command
+            .arg("--config")
+            .arg(&setup.config_path)
+            .args(["-v", "--bus", if system { "system" } else { "session" }])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if system {
+            command.env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address);
+        } else {
+            command.env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+        }
+        Daemon {
+            child: command.spawn().expect("easyncd starts"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(bus: &PrivateBus) -> zbus::Connection {
+    zbus::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .expect("the test connects to the private bus")
+}
+
+/// A proxy of the account that reads properties afresh each time (no cache).
+async fn proxy(connection: &zbus::Connection) -> zbus::Proxy<'static> {
+    zbus::proxy::Builder::new(connection)
+        .destination(BUS_NAME)
+        .unwrap()
+        .path(ACCOUNT_PATH)
+        .unwrap()
+        .interface(ACCOUNT_INTERFACE)
+        .unwrap()
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Polls the property `name` until `ok` holds; its value. Panics with the log after `within`.
+async fn wait_property<T>(
+    p: &zbus::Proxy<'_>,
+    daemon: &Daemon,
+    name: &str,
+    within: Duration,
+    ok: impl Fn(&T) -> bool,
+) -> T
+where
+    T: TryFrom<OwnedValue> + std::fmt::Debug,
+    T::Error: Into<zbus::Error>,
+{
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    while Instant::now() < deadline {
+        // Not cached: the value of now.
+        if let Ok(v) = p.get_property::<T>(name).await {
+            if ok(&v) {
+                return v;
+            }
+            last = Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{name} never satisfied the test (last {last:?})\n--- easyncd log ---\n{}",
+        daemon.log()
+    );
+}
+
+/// The members of one interface in an introspection document: "method Name(in s a, out u b)",
+/// "property Name s readwrite", "signal Name(s a)".
+fn members(xml: &str, interface: &str) -> BTreeSet<String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut out = BTreeSet::new();
+    let mut inside = false;
+    let mut current: Option<(String, String, Vec<String>)> = None;
+    let attr = |e: &quick_xml::events::BytesStart, key: &str| -> String {
+        e.attributes()
+            .flatten()
+            .find(|a| a.key.as_ref() == key.as_bytes())
+            .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+            .unwrap_or_default()
+    };
+    loop {
+        let event = reader.read_event().expect("well-formed XML");
+        let (e, empty) = match &event {
+            Event::Start(e) => (Some(e.clone()), false),
+            Event::Empty(e) => (Some(e.clone()), true),
+            Event::End(e) => {
+                match e.name().as_ref() {
+                    b"interface" => inside = false,
+                    b"method" | b"signal" => {
+                        if let Some((kind, name, args)) = current.take() {
+                            out.insert(format!("{kind} {name}({})", args.join(", ")));
+                        }
+                    }
+                    _ => {}
+                }
+                (None, false)
+            }
+            Event::Eof => break,
+            _ => (None, false),
+        };
+        let Some(e) = e else { continue };
+        match e.name().as_ref() {
+            b"interface" => inside = attr(&e, "name") == interface && !empty,
+            b"method" | b"signal" if inside => {
+                let kind = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                let entry = (kind, attr(&e, "name"), Vec::new());
+                if empty {
+                    out.insert(format!("{} {}()", entry.0, entry.1));
+                } else {
+                    current = Some(entry);
+                }
+            }
+            b"arg" if inside => {
+                if let Some((kind, _, args)) = &mut current {
+                    let direction = match attr(&e, "direction").as_str() {
+                        "" if kind == "method" => "in".to_string(),
+                        "" => String::new(),
+                        d => d.to_string(),
+                    };
+                    args.push(
+                        format!("{direction} {} {}", attr(&e, "type"), attr(&e, "name"))
+                            .trim()
+                            .to_string(),
+                    );
+                }
+            }
+            b"property" if inside => {
+                out.insert(format!(
+                    "property {} {} {}",
+                    attr(&e, "name"),
+                    attr(&e, "type"),
+                    attr(&e, "access")
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn mail_with_attachment(lab: &Lab, data: Vec<u8>) -> String {
+    lab.handle
+        .add_item(NewItem {
+            folder_id: folder::INBOX.into(),
+            props: vec![
+                Prop::text("To", format!("<{}>", lab.handle.user())),
+                Prop::text("From", "<admin@example.com>"),
+                Prop::text("Subject", "with attachment"),
+                Prop::text("Read", "0"),
+                Prop::text("MessageClass", "IPM.Note"),
+            ],
+            body: "see attached".into(),
+            attachments: vec![Attachment {
+                name: "report.bin".into(),
+                content_type: "application/octet-stream".into(),
+                data,
+                inline: false,
+            }],
+            ..NewItem::default()
+        })
+        .unwrap()
+}
+
+fn ctl(bus: &PrivateBus, args: &[&str]) -> Output {
+    Command::new(EASYNCCTL)
+        .args(["--bus", "session"])
+        .args(args)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .output()
+        .unwrap()
+}
+
+fn ctl_json(bus: &PrivateBus, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = ctl(bus, &all);
+    assert!(
+        out.status.success(),
+        "easyncctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "easyncctl {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn lab_acks(lab: &Lab, device_id: &str) -> usize {
+    lab.device(device_id)["acks"]
+        .as_array()
+        .map_or(0, |a| a.len())
+}
+
+#[test]
+fn the_service_mirrors_the_account_and_its_methods_work() {
+    let lab = Lab::start(Lab::default_config());
+    let attachment: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let reference = format!("{}:0", mail_with_attachment(&lab, attachment.clone()));
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "dbus", PUSH);
+    let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
+    let daemon = Daemon::start(&setup, &bus, false);
+    let rt = runtime();
+    rt.block_on(async {
+        let connection = connect(&bus).await;
+        // The name appears once easyncd is up.
+        let dbus = zbus::fdo::DBusProxy::new(&connection).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !dbus
+            .name_has_owner(BUS_NAME.try_into().unwrap())
+            .await
+            .unwrap()
+        {
+            assert!(Instant::now() < deadline, "no {BUS_NAME}: {}", daemon.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // The introspection data is the one in the repository.
+        let introspectable = zbus::fdo::IntrospectableProxy::builder(&connection)
+            .destination(BUS_NAME)
+            .unwrap()
+            .path(ACCOUNT_PATH)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let live = introspectable.introspect().await.unwrap();
+        let expected = members(ACCOUNT_XML, ACCOUNT_INTERFACE);
+        assert!(
+            expected.len() >= 20,
+            "the checked-in XML lists the interface"
+        );
+        assert_eq!(
+            members(&live, ACCOUNT_INTERFACE),
+            expected,
+            "src/dbus/org.easync.Account1.xml no longer matches the service; it says:\n{live}"
+        );
+
+        let p = proxy(&connection).await;
+        // Change streams need a caching proxy.
+        let cached = zbus::Proxy::new(&connection, BUS_NAME, ACCOUNT_PATH, ACCOUNT_INTERFACE)
+            .await
+            .unwrap();
+        let mut states = cached.receive_property_changed::<String>("State").await;
+        let state: String = wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(60),
+            |s: &String| s == "listening",
+        )
+        .await;
+        assert_eq!(state, "listening");
+        // PropertiesChanged carried the state as it moved.
+        let changed = tokio::time::timeout(Duration::from_secs(5), async {
+            use zbus::export::futures_core::Stream;
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut states).poll_next(cx)).await
+        })
+        .await
+        .expect("a PropertiesChanged for State")
+        .expect("the stream is open");
+        assert!(!changed.get().await.unwrap().is_empty());
+
+        let last: u64 = p.get_property("LastSync").await.unwrap();
+        assert!(last > 1_700_000_000, "LastSync is a Unix time: {last}");
+        let version: String = p.get_property("ProtocolVersion").await.unwrap();
+        assert_eq!(version, "16.1");
+        // The lab's policy, and no hooks: nothing applied, every element missing.
+        let policy: HashMap<String, OwnedValue> = p.get_property("Policy").await.unwrap();
+        let expected_policy = easync::lab::default_policy();
+        assert_eq!(policy.len(), expected_policy.len(), "{policy:?}");
+        let (compliance, missing): (String, Vec<String>) =
+            p.get_property("Compliance").await.unwrap();
+        assert_eq!(compliance, "not-applied");
+        assert!(
+            missing.contains(&"DevicePasswordEnabled".to_string()),
+            "{missing:?}"
+        );
+
+        // Folders: the inbox with what the lab holds.
+        let folders: Vec<(String, String, String, bool, u32)> =
+            p.call("ListFolders", &()).await.unwrap();
+        let inbox = folders
+            .iter()
+            .find(|f| f.0 == folder::INBOX)
+            .expect("the inbox is listed");
+        assert_eq!(
+            (inbox.1.as_str(), inbox.2.as_str(), inbox.3),
+            ("Inbox", "email", true)
+        );
+        assert_eq!(u64::from(inbox.4), lab.folder_items(folder::INBOX));
+        p.call::<_, _, ()>("SetFolderEnabled", &(folder::CONTACTS, false))
+            .await
+            .unwrap();
+        let e = p
+            .call::<_, _, ()>("SetFolderEnabled", &("no-such-folder", true))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("InvalidArgs") && e.contains("ListFolders"),
+            "{e}"
+        );
+        let folders: Vec<(String, String, String, bool, u32)> =
+            p.call("ListFolders", &()).await.unwrap();
+        let contacts = folders.iter().find(|f| f.0 == folder::CONTACTS).unwrap();
+        assert!(!contacts.3, "disabled: {contacts:?}");
+        let choices = std::fs::read_to_string(setup.data().join("state/folders.json")).unwrap();
+        assert!(
+            choices.contains(&format!("\"{}\": false", folder::CONTACTS)),
+            "{choices}"
+        );
+        // A contact added on the server no longer arrives.
+        let before = std::fs::read_dir(setup.data().join("contacts/Contacts"))
+            .unwrap()
+            .count();
+        lab.handle
+            .add_item(NewItem {
+                folder_id: folder::CONTACTS.into(),
+                props: vec![
+                    Prop::text("FileAs", "Disabled, Folder"),
+                    Prop::text("FirstName", "Folder"),
+                ],
+                ..NewItem::default()
+            })
+            .unwrap();
+
+        // NewItems comes with a pushed mail.
+        let mut new_items = p.receive_signal("NewItems").await.unwrap();
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(30),
+            |s: &String| s == "listening",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        lab.handle
+            .add_mail(folder::INBOX, "over dbus", "pushed")
+            .unwrap();
+        let signal = tokio::time::timeout(Duration::from_secs(30), async {
+            use zbus::export::futures_core::Stream;
+            loop {
+                let m = std::future::poll_fn(|cx| std::pin::Pin::new(&mut new_items).poll_next(cx))
+                    .await
+                    .unwrap();
+                let body: (String, String, String, u64, u64, u64) = m.body().deserialize().unwrap();
+                if body.0 == folder::INBOX {
+                    return body;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no NewItems for the inbox\n{}", daemon.log()));
+        assert_eq!(
+            (signal.1.as_str(), signal.2.as_str(), signal.3),
+            ("Inbox", "email", 1)
+        );
+
+        // SendMail: the message from a descriptor reaches the server's Sent Items.
+        let sent = lab.folder_items(folder::SENT);
+        let message = setup.dir.0.join("message.eml");
+        std::fs::write(
+            &message,
+            "From: lab@example.com\r\nTo: someone@example.org\r\nSubject: over D-Bus\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nsent through SendMail\r\n",
+        )
+        .unwrap();
+        let fd = OwnedFd::from(std::os::fd::OwnedFd::from(
+            std::fs::File::open(&message).unwrap(),
+        ));
+        let queued: String = p.call("SendMail", &(fd,)).await.unwrap();
+        assert!(!queued.is_empty());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lab.folder_items(folder::SENT) != sent + 1 {
+            assert!(Instant::now() < deadline, "not sent\n{}", daemon.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let empty = setup.dir.0.join("empty.eml");
+        std::fs::write(&empty, "").unwrap();
+        let fd = OwnedFd::from(std::os::fd::OwnedFd::from(
+            std::fs::File::open(&empty).unwrap(),
+        ));
+        let e = p
+            .call::<_, _, String>("SendMail", &(fd,))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+
+        // FetchAttachment writes into the caller's descriptor.
+        let out = setup.dir.0.join("fetched.bin");
+        let fd = OwnedFd::from(std::os::fd::OwnedFd::from(
+            std::fs::File::create(&out).unwrap(),
+        ));
+        let size: u64 = p
+            .call("FetchAttachment", &(reference.as_str(), fd))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", daemon.log()));
+        assert_eq!(size, attachment.len() as u64);
+        assert_eq!(std::fs::read(&out).unwrap(), attachment);
+        let out2 = std::fs::File::create(setup.dir.0.join("bad.bin")).unwrap();
+        let fd = OwnedFd::from(std::os::fd::OwnedFd::from(out2));
+        assert!(
+            p.call::<_, _, u64>("FetchAttachment", &("999999:0", fd))
+                .await
+                .is_err()
+        );
+
+        // ReportCompliance provisions again: the lab sees one more acknowledgement.
+        let acks = lab_acks(&lab, &setup.device_id);
+        p.call::<_, _, ()>("ReportCompliance", &()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lab_acks(&lab, &setup.device_id) <= acks {
+            assert!(
+                Instant::now() < deadline,
+                "no new Provision\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // The disabled contacts folder was left alone by the syncs since.
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(30),
+            |s: &String| s == "listening",
+        )
+        .await;
+        let after = std::fs::read_dir(setup.data().join("contacts/Contacts"))
+            .unwrap()
+            .count();
+        assert_eq!(after, before, "a disabled folder is not synced");
+    });
+
+    // easyncctl drives the same service.
+    let status = ctl_json(&bus, &["status"]);
+    assert_eq!(status["protocol_version"], "16.1");
+    assert_eq!(status["compliance"]["status"], "not-applied");
+    assert!(
+        status["policy"]["DevicePasswordEnabled"].is_number(),
+        "{status}"
+    );
+    let text = ctl(&bus, &["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("a device password (PIN) is required"),
+        "{text}"
+    );
+    let folders = ctl_json(&bus, &["folders"]);
+    assert!(
+        folders
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == folder::CONTACTS && f["synced"] == false),
+        "{folders}"
+    );
+    let enabled = ctl_json(&bus, &["folders", "enable", folder::CONTACTS]);
+    assert_eq!(enabled["enabled"], true);
+    let synced = ctl_json(&bus, &["sync"]);
+    assert_eq!(synced["synced"], true, "{synced}");
+    let policy = ctl_json(&bus, &["policy"]);
+    assert_eq!(policy["compliance"], "not-applied");
+    let wipe = ctl_json(&bus, &["wipe-status"]);
+    assert_eq!(wipe["kind"], "");
+    let bad = ctl(&bus, &["folders", "enable", "no-such-folder"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ListFolders"));
+    let log = daemon.log();
+    assert!(
+        !log.contains("panicked") && !log.contains("labpass"),
+        "{log}"
+    );
+}
+
+#[test]
+fn without_a_daemon_easyncctl_says_so() {
+    let dir = common::setup::TempDir::new("dbusnone");
+    let bus = PrivateBus::start(&dir.0, Kind::Session);
+    let out = ctl(&bus, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("easyncd is not running"), "{err}");
+}
+
+/// The gid of the group "users" (Debian's base-passwd gives it 100).
+fn users_gid() -> u32 {
+    nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("the group `users` exists")
+        .gid
+        .as_raw()
+}
+
+fn as_user(bus: &PrivateBus, groups: Option<u32>, args: &[&str]) -> Output {
+    let mut command = Command::new("setpriv");
+    command.args(["--reuid=65534", "--regid=65534"]);
+    match groups {
+        Some(g) => command.arg(format!("--groups={g}")),
+        None => command.arg("--clear-groups"),
+    };
+    command
+        .arg(EASYNCCTL)
+        .args(["--bus", "system"])
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .expect("setpriv (util-linux) runs")
+}
+
+#[test]
+fn on_a_system_bus_the_shipped_policy_lets_root_and_the_group_in_and_nobody_else() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root (a second uid)");
+        return;
+    }
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "dbussys", PUSH);
+    // The shipped policy, with its group set to one that exists here.
+    let policy_dir = setup.dir.0.join("system.d");
+    std::fs::create_dir_all(&policy_dir).unwrap();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("board/dbus/org.easync.conf"),
+    )
+    .unwrap();
+    assert!(shipped.contains("group=\"easync\""));
+    std::fs::write(
+        policy_dir.join("org.easync.conf"),
+        shipped.replace("group=\"easync\"", "group=\"users\""),
+    )
+    .unwrap();
+    // The other user must reach the socket and run the binary.
+    std::fs::set_permissions(&setup.dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bus = PrivateBus::start(
+        &setup.dir.0,
+        Kind::System {
+            policy_dir: &policy_dir,
+        },
+    );
+    std::fs::set_permissions(&bus.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let daemon = Daemon::start(&setup, &bus, true);
+    let rt = runtime();
+    rt.block_on(async {
+        let connection = connect(&bus).await;
+        let p = proxy(&connection).await;
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(60),
+            |s: &String| s == "listening",
+        )
+        .await;
+    });
+
+    // Root (this test) may call.
+    let root = Command::new(EASYNCCTL)
+        .args(["--bus", "system", "--json", "status"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .unwrap();
+    assert!(
+        root.status.success(),
+        "{}",
+        String::from_utf8_lossy(&root.stderr)
+    );
+
+    // Another user may not: every method and property read is refused.
+    for args in [&["status"][..], &["sync", "--no-wait"], &["unlock", "ok"]] {
+        let out = as_user(&bus, None, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("access denied by the bus policy"),
+            "{args:?}: {err}"
+        );
+    }
+    // Unless it is in the policy's group.
+    let member = as_user(&bus, Some(users_gid()), &["--json", "status"]);
+    assert!(
+        member.status.success(),
+        "a member of the group may call: {}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&member.stdout).unwrap();
+    assert_eq!(status["state"], "listening");
+    assert!(!daemon.log().contains("panicked"));
+}

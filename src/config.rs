@@ -1107,7 +1107,7 @@ fn build(raw: RawConfig, cx: &Context<'_>, credentials_dir: Option<&Path>) -> Re
     let device = build_device(raw.device, cx)?;
     let hooks = build_hooks(raw.hooks, cx)?;
     let wipe = match raw.wipe {
-        Some(raw) => Some(build_wipe(raw, &storage.data_dir, cx)?),
+        Some(raw) => Some(build_wipe(raw, &storage.data_dir, &hooks, cx)?),
         None => None,
     };
     Ok(Config {
@@ -1868,7 +1868,8 @@ const SYSTEM_TREES: [&str; 10] = [
 /// `[wipe]`: what a full remote wipe erases and the hooks around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wipe {
-    /// The block device (mode block) or directory (mode directory) to erase.
+    /// The block device (mode block), directory (mode directory) or LUKS container, a block
+    /// device or a file (mode crypto-erase), to erase.
     pub target: PathBuf,
     pub mode: WipeMode,
     /// Where `target` is mounted: unmounted before a block wipe.
@@ -1883,6 +1884,8 @@ pub struct Wipe {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WipeMode {
     Block,
+    /// The LUKS key slots destroyed by the `storage_encryption` hook (`[hooks]`), which
+    /// makes the encrypted data unreadable; easync then checks the header itself.
     CryptoErase,
     Directory,
 }
@@ -1910,7 +1913,7 @@ struct RawWipe {
     post_wipe: Option<Vec<String>>,
 }
 
-fn build_wipe(raw: RawWipe, data_dir: &Path, cx: &Context<'_>) -> Result<Wipe> {
+fn build_wipe(raw: RawWipe, data_dir: &Path, hooks: &Hooks, cx: &Context<'_>) -> Result<Wipe> {
     let mode = match cx.text("wipe.mode", raw.mode)? {
         None => {
             return Err(cx.missing(
@@ -1926,6 +1929,14 @@ fn build_wipe(raw: RawWipe, data_dir: &Path, cx: &Context<'_>) -> Result<Wipe> {
             }
         },
     };
+    if mode == WipeMode::CryptoErase && hooks.storage_encryption.is_none() {
+        return Err(cx.invalid(
+            "wipe.mode",
+            quoted(mode.as_str()),
+            "a crypto-erase is done by the storage_encryption hook: set hooks.storage_encryption \
+             (board/hooks/storage-encryption-luks can do it) or use mode = \"block\"",
+        ));
+    }
     let Some(target) = cx.path("wipe.target", raw.target)? else {
         return Err(cx.missing(
             "wipe.target",
@@ -2357,6 +2368,35 @@ mod tests {
         assert!(with("").unwrap().wipe().is_none());
         let dir = with("[wipe]\nmode = \"directory\"\ntarget = \"/srv/mail\"\n").unwrap();
         assert_eq!(dir.wipe().unwrap().mode, WipeMode::Directory);
+    }
+
+    #[test]
+    fn crypto_erase_needs_the_storage_encryption_hook() {
+        let hook =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("board/hooks/storage-encryption-luks");
+        let wipe = "[wipe]\nmode = \"crypto-erase\"\ntarget = \"/dev/mmcblk0p3\"\n";
+        let e = with(wipe).unwrap_err();
+        assert_eq!(e.key(), Some("wipe.mode"), "{e}");
+        assert!(
+            e.to_string().contains("set hooks.storage_encryption"),
+            "{e}"
+        );
+        let c = with(&format!(
+            "[hooks]\nstorage_encryption = {:?}\n{wipe}",
+            hook.display().to_string()
+        ))
+        .unwrap();
+        assert_eq!(c.wipe().unwrap().mode, WipeMode::CryptoErase);
+        assert_eq!(
+            c.hooks().storage_encryption.as_deref(),
+            Some(hook.as_path())
+        );
+        let e = with(&format!(
+            "[hooks]\nstorage_encryption = {:?}\n{wipe}mkfs = [\"/sbin/mkfs.ext4\"]\n",
+            hook.display().to_string()
+        ))
+        .unwrap_err();
+        assert_eq!(e.key(), Some("wipe.mkfs"), "{e}");
     }
 
     #[test]

@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: libwbxml (the differential oracle and the benchmark's
-# reference parser), a C compiler for the benchmark harness, losetup, mount and
-# mkfs.ext4 for the wipe tests on loop devices, and dbus-daemon for the private buses of
-# the D-Bus tests (setpriv, from util-linux, runs their second user).
+# reference parser), a C compiler for the benchmark harness, losetup, mount and mkfs.ext4
+# for the wipe tests on loop devices, cryptsetup for the crypto-erase tests, and
+# dbus-daemon for the private buses of the D-Bus tests (setpriv, from util-linux, runs
+# their second user).
 need=()
-for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs dbus-daemon; do
+for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

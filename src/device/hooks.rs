@@ -21,6 +21,8 @@
 //! [`HookSet::enforce`] runs every hook that has elements needing enforcement and returns a
 //! [`Compliance`]: the acknowledgement status (1 only when every element needing
 //! enforcement is applied, 2 when some are, 3 when none) and the elements missing.
+//!
+//! [`run_program`] is the runner itself, shared with the wipe hooks (`device::wipe`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -363,35 +365,89 @@ pub fn run_hook(
     elements: &[(&'static str, &str)],
     timeout: Duration,
 ) -> Result<HookOutcome, HookError> {
+    let mut command = hook_command(name, path);
+    for (element, value) in elements {
+        command.env(format!("EASYNC_POLICY_{element}"), value);
+    }
+    let input = stdin_json(elements).into_bytes();
+    let finished = run_program(command, input, timeout).map_err(|failure| match failure {
+        RunFailure::Spawn(source) => HookError::Spawn {
+            hook: name,
+            path: path.to_path_buf(),
+            source,
+        },
+        RunFailure::Timeout => HookError::Timeout {
+            hook: name,
+            path: path.to_path_buf(),
+            timeout,
+        },
+    })?;
+    interpret(
+        name,
+        path,
+        finished.status,
+        &finished.stdout,
+        &finished.stderr,
+        elements,
+    )
+}
+
+/// How a hook program ended: its exit status and the first [`OUTPUT_LIMIT`] bytes of each
+/// of its output streams.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Why a hook program gave no exit status.
+#[derive(Debug)]
+pub enum RunFailure {
+    /// It could not be started or waited for.
+    Spawn(std::io::Error),
+    /// It outlived its timeout and was killed with its process group.
+    Timeout,
+}
+
+/// The command for hook program `path` known as `name`: no shell, a cleared environment
+/// holding only `PATH` ([`HOOK_PATH`]) and `EASYNC_HOOK=<name>`, `/` as working directory.
+/// The caller adds arguments and variables, then hands it to [`run_program`].
+pub fn hook_command(name: &str, path: &Path) -> Command {
     let mut command = Command::new(path);
     command
         .env_clear()
         .env("PATH", HOOK_PATH)
         .env("EASYNC_HOOK", name)
-        .current_dir("/")
+        .current_dir("/");
+    command
+}
+
+/// Runs `command` in its own process group with `input` on its stdin, keeping at most
+/// [`OUTPUT_LIMIT`] bytes of stdout and of stderr; past `timeout` its whole process group is
+/// killed.
+pub fn run_program(
+    mut command: Command,
+    input: Vec<u8>,
+    timeout: Duration,
+) -> Result<Finished, RunFailure> {
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    for (element, value) in elements {
-        command.env(format!("EASYNC_POLICY_{element}"), value);
-    }
-    let spawn_error = |source| HookError::Spawn {
-        hook: name,
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut child = command.spawn().map_err(spawn_error)?;
-    let input = stdin_json(elements);
+    let mut child = command.spawn().map_err(RunFailure::Spawn)?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         kill_group(&mut child);
-        return Err(spawn_error(std::io::Error::other("no pipes to the hook")));
+        return Err(RunFailure::Spawn(std::io::Error::other(
+            "no pipes to the hook",
+        )));
     };
     // The hook may not read its stdin at all: writing must not hold up the wait.
     thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
+        let _ = stdin.write_all(&input);
     });
     let (out_tx, out_rx) = mpsc::channel();
     let (err_tx, err_rx) = mpsc::channel();
@@ -405,15 +461,11 @@ pub fn run_hook(
             Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
             Ok(None) => {
                 kill_group(&mut child);
-                return Err(HookError::Timeout {
-                    hook: name,
-                    path: path.to_path_buf(),
-                    timeout,
-                });
+                return Err(RunFailure::Timeout);
             }
             Err(e) => {
                 kill_group(&mut child);
-                return Err(spawn_error(e));
+                return Err(RunFailure::Spawn(e));
             }
         }
     };
@@ -430,7 +482,27 @@ pub fn run_hook(
         Vec::new()
     });
     let stderr = err_rx.recv_timeout(POLL * 10).unwrap_or_default();
-    interpret(name, path, status, &stdout, &stderr, elements)
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// A finished hook's status in words: "exit status 1", "killed by signal 9".
+pub fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".into(),
+    }
+}
+
+/// The start of a hook's output to quote in an error (`None` when it printed nothing).
+pub fn excerpt(output: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(output);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.chars().take(STDERR_QUOTED).collect())
 }
 
 /// Reads `from` on its own thread, keeping the first [`OUTPUT_LIMIT`] bytes and discarding
@@ -499,27 +571,12 @@ fn interpret(
             )),
         },
         Some(3) => Ok(HookOutcome::NotSupported),
-        code => {
-            let status = match (code, status.signal()) {
-                (Some(c), _) => format!("exit status {c}"),
-                (None, Some(s)) => format!("killed by signal {s}"),
-                _ => "unknown status".into(),
-            };
-            let text = String::from_utf8_lossy(stderr);
-            let text = text.trim();
-            let stderr = if text.is_empty() {
-                String::new()
-            } else {
-                let cut: String = text.chars().take(STDERR_QUOTED).collect();
-                format!(": {cut}")
-            };
-            Err(HookError::Failed {
-                hook: name,
-                path: path.to_path_buf(),
-                status,
-                stderr,
-            })
-        }
+        _ => Err(HookError::Failed {
+            hook: name,
+            path: path.to_path_buf(),
+            status: describe_status(status),
+            stderr: excerpt(stderr).map_or(String::new(), |cut| format!(": {cut}")),
+        }),
     }
 }
 

@@ -13,6 +13,12 @@
 //! running a hook twice are all harmless. The target of a full wipe comes from `[wipe]` and
 //! is checked by [`check_target`] before anything is erased. Nothing here touches the
 //! network; a completed wipe stays recorded so the account does not start syncing again.
+//!
+//! The full wipe has three modes: `block` erases a partition (discard or zeros), `directory`
+//! a folder tree, and `crypto-erase` has the `storage_encryption` hook destroy the key slots
+//! of a LUKS container, after which easync reads the LUKS header itself ([`luks`]) and
+//! counts the wipe done only when no key slot is left. Every hook runs through the policy
+//! hooks' runner ([`hooks::run_program`]): no shell, own process group, bounded output.
 
 use std::ffi::{CStr, OsStr};
 use std::fs::{self, File, OpenOptions};
@@ -21,8 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
@@ -31,7 +36,8 @@ use nix::mount::{MntFlags, umount2};
 use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::config::{Config, Wipe, WipeMode};
+use crate::config::{Config, Hooks, Wipe, WipeMode};
+use crate::device::hooks;
 use crate::store::atomic::StoreError;
 use crate::store::atomic::{self, PRIVATE_FILE_MODE};
 use crate::store::state::{StateFile, WipeIntent};
@@ -64,11 +70,6 @@ pub enum WipeError {
          naming the data partition or data directory (see board/easync.toml) and restart"
     )]
     NotConfigured,
-    #[error(
-        "wipe.mode = \"crypto-erase\" is not built yet: use mode = \"block\" or \"directory\" \
-         and restart (the wipe is still pending)"
-    )]
-    CryptoEraseNotBuilt,
     #[error("cannot {action} {}: {source}; the wipe resumes at the next start", .path.display())]
     Io {
         action: &'static str,
@@ -76,14 +77,34 @@ pub enum WipeError {
         source: io::Error,
     },
     #[error(
-        "the {name} hook {program:?} {problem}: fix the hook (wipe.{name}); the wipe resumes at \
-         the next start"
+        "the {name} hook {program:?} {problem}: fix the hook ({key}); the wipe resumes at the \
+         next start"
     )]
     Hook {
         name: &'static str,
+        /// The configuration key naming the hook.
+        key: String,
         program: String,
         problem: String,
     },
+    #[error(
+        "the storage_encryption hook {program:?} reported the crypto-erase of {} done, but its \
+         LUKS header still holds key slot(s) {}: make the hook destroy every key slot \
+         (cryptsetup erase); the wipe resumes at the next start",
+        .path.display(), .slots.join(", ")
+    )]
+    KeySlotsLeft {
+        path: PathBuf,
+        program: String,
+        slots: Vec<String>,
+    },
+    #[error(
+        "the LUKS header of {} cannot be checked after the crypto-erase ({problem}): the wipe \
+         is not counted as done; check the device (cryptsetup luksDump) — once it is known to \
+         hold no key, write \"full wiped\" into storage.data_dir/state/wipe.phase",
+        .path.display()
+    )]
+    Unverified { path: PathBuf, problem: String },
     #[error(
         "the wipe progress record {} is damaged ({text:?}): write \"full acknowledged\" into it \
          to run the wipe again, or remove it when the data is known to be gone",
@@ -119,8 +140,10 @@ fn errno_error(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> WipeE
 
 /// Checks the configured target against the file system: it exists, is exactly the path
 /// written (no symbolic link anywhere on the way), has the kind the mode needs, and is
-/// neither the root file system (nor the disk holding it) nor where `data_dir` lives.
-pub fn check_target(wipe: &Wipe, data_dir: &Path) -> Result<()> {
+/// neither the root file system (nor the disk holding it) nor where `data_dir` lives. A
+/// crypto-erase also needs the `storage_encryption` hook of `hooks` and a LUKS header on the
+/// target.
+pub fn check_target(wipe: &Wipe, hooks: &Hooks, data_dir: &Path) -> Result<()> {
     let target = &wipe.target;
     let refuse = |problem: String, fix: &str| WipeError::Target {
         path: target.clone(),
@@ -154,7 +177,53 @@ pub fn check_target(wipe: &Wipe, data_dir: &Path) -> Result<()> {
     let root = fs::metadata("/").map_err(io_error("inspect", Path::new("/")))?;
     let data = existing_ancestor_metadata(data_dir)?;
     match wipe.mode {
-        WipeMode::CryptoErase => return Err(WipeError::CryptoEraseNotBuilt),
+        WipeMode::CryptoErase => {
+            if hooks.storage_encryption.is_none() {
+                return Err(refuse(
+                    "is to be crypto-erased, but no storage_encryption hook is configured".into(),
+                    "set hooks.storage_encryption to a hook that can crypto-erase \
+                     (board/hooks/storage-encryption-luks)",
+                ));
+            }
+            let kind = meta.file_type();
+            if kind.is_block_device() {
+                if meta.rdev() == root.dev() || disk_holds(meta.rdev(), root.dev()) {
+                    return Err(refuse(
+                        "holds the root file system".into(),
+                        "name the data partition's LUKS container, never the system's",
+                    ));
+                }
+                if meta.rdev() == data.dev() || mapped_over(data.dev(), meta.rdev()) {
+                    return Err(refuse(
+                        format!("holds storage.data_dir ({})", data_dir.display()),
+                        "move storage.data_dir off the erased container (the wipe records its \
+                         progress there)",
+                    ));
+                }
+            } else if !kind.is_file() {
+                return Err(refuse(
+                    "is neither a block device nor a file".into(),
+                    "name the LUKS container: the partition under the dm-crypt mapping",
+                ));
+            }
+            let mut file = open_readonly(target)?;
+            match luks::key_slots(&mut file) {
+                Ok(slots) => log::info!(
+                    "wipe: {} is LUKS{} with {} key slot(s)",
+                    target.display(),
+                    slots.version,
+                    slots.active.len()
+                ),
+                Err(luks::LuksError::Io(e)) => return Err(io_error("read", target)(e)),
+                Err(e) => {
+                    return Err(refuse(
+                        e.to_string(),
+                        "name the LUKS container (cryptsetup isLuks says yes to it), or use \
+                         mode = \"block\"",
+                    ));
+                }
+            }
+        }
         WipeMode::Block => {
             if !meta.file_type().is_block_device() {
                 return Err(refuse(
@@ -238,6 +307,34 @@ fn disk_holds(disk: u64, part: u64) -> bool {
         (Some(disk), Some(part)) => part != disk && part.starts_with(&disk),
         _ => false,
     }
+}
+
+/// Whether block device `mapping` (a dm-crypt mapping, say) sits on block device `below`
+/// (sysfs `slaves`).
+fn mapped_over(mapping: u64, below: u64) -> bool {
+    let (major, minor) = (
+        nix::sys::stat::major(mapping),
+        nix::sys::stat::minor(mapping),
+    );
+    let Ok(slaves) = fs::read_dir(format!("/sys/dev/block/{major}:{minor}/slaves")) else {
+        return false;
+    };
+    let wanted = format!(
+        "{}:{}",
+        nix::sys::stat::major(below),
+        nix::sys::stat::minor(below)
+    );
+    slaves.flatten().any(|slave| {
+        fs::read_to_string(slave.path().join("dev")).is_ok_and(|dev| dev.trim() == wanted)
+    })
+}
+
+fn open_readonly(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        .open(path)
+        .map_err(io_error("open", path))
 }
 
 /// Whether something is mounted exactly at `mount_point` (from /proc/self/mounts).
@@ -564,50 +661,334 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &CStr, shown: &Path, depth: usize) ->
 // ---------------------------------------------------------------------------------------------
 // Hooks
 
-/// Runs a hook: `argv` directly (no shell), stdin empty, stdout discarded, stderr to the
-/// log output, a clean environment plus `env`, killed after `timeout`. Exit status 0 is
-/// success; anything else is an error naming the hook.
-pub fn run_hook(
+/// Runs the wipe hook `name` (`pre_wipe`, `mkfs`, `post_wipe`) through the policy hooks'
+/// runner: `argv` directly (no shell) in its own process group, a cleared environment plus
+/// `env`, stdin empty, output kept bounded, its process group killed after `timeout`. Exit
+/// status 0 is success; anything else is an error naming the hook and quoting its output.
+pub fn run_wipe_hook(
     name: &'static str,
     argv: &[String],
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<()> {
-    let program = argv.first().cloned().unwrap_or_default();
+    let program = argv.first().map_or("", String::as_str);
+    let args = argv.get(1..).unwrap_or_default();
+    run_program(
+        name,
+        format!("wipe.{name}"),
+        Path::new(program),
+        args,
+        env,
+        timeout,
+    )
+}
+
+/// Runs hook `program` (configured under `key`) with `args` and `env`; see [`run_wipe_hook`].
+fn run_program(
+    name: &'static str,
+    key: String,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<()> {
     let failed = |problem: String| WipeError::Hook {
         name,
-        program: program.clone(),
+        key: key.clone(),
+        program: program.display().to_string(),
         problem,
     };
-    let mut command = Command::new(&program);
-    command
-        .args(&argv[1.min(argv.len())..])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (key, value) in env {
-        command.env(key, value);
+    let mut command = hooks::hook_command(name, program);
+    command.args(args).envs(env.iter().copied());
+    let finished = hooks::run_program(command, Vec::new(), timeout).map_err(|f| match f {
+        hooks::RunFailure::Spawn(e) => failed(format!("cannot be started: {e}")),
+        hooks::RunFailure::Timeout => failed(format!(
+            "did not finish within {}s and was killed with its process group",
+            timeout.as_secs()
+        )),
+    })?;
+    let said = hooks::excerpt(&finished.stderr).or_else(|| hooks::excerpt(&finished.stdout));
+    if !finished.status.success() {
+        let status = hooks::describe_status(finished.status);
+        return Err(failed(match said {
+            Some(said) => format!("failed ({status}): {said}"),
+            None => format!("failed ({status})"),
+        }));
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| failed(format!("cannot be started: {e}")))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(failed(format!("failed ({status})"))),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(failed(format!(
-                    "did not finish within {}s",
-                    timeout.as_secs()
-                )));
+    if let Some(said) = said {
+        log::info!("wipe: the {name} hook said: {said}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crypto-erase
+
+/// The argument (and `EASYNC_ACTION`) telling the `storage_encryption` hook to destroy the
+/// key slots of the LUKS container named by the next argument and `EASYNC_WIPE_TARGET`.
+pub const CRYPTO_ERASE_ACTION: &str = "crypto-erase";
+
+/// Has the `storage_encryption` hook of `hooks` crypto-erase the LUKS container
+/// `wipe.target` (`<hook> crypto-erase <target>`, `EASYNC_ACTION=crypto-erase` and `env` in
+/// its environment), then checks the container's header: the wipe is done only when no key
+/// slot is left. Running it again on an erased container is harmless.
+pub fn crypto_erase(wipe: &Wipe, hooks: &Hooks, env: &[(&str, &str)]) -> Result<luks::KeySlots> {
+    let target = &wipe.target;
+    let Some(hook) = hooks.storage_encryption.as_deref() else {
+        return Err(WipeError::Target {
+            path: target.clone(),
+            problem: "is to be crypto-erased, but no storage_encryption hook is configured".into(),
+            fix: "set hooks.storage_encryption (board/hooks/storage-encryption-luks)".into(),
+        });
+    };
+    let shown_target = target.to_string_lossy();
+    let mut env: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .filter(|(key, _)| *key != "EASYNC_WIPE_TARGET")
+        .collect();
+    env.push(("EASYNC_ACTION", CRYPTO_ERASE_ACTION));
+    env.push(("EASYNC_WIPE_TARGET", &shown_target));
+    let args = [CRYPTO_ERASE_ACTION.to_string(), shown_target.to_string()];
+    // The policy checks' timeout may be short; an erase is given at least HOOK_TIMEOUT.
+    let timeout = hooks.timeout.max(HOOK_TIMEOUT);
+    run_program(
+        "storage_encryption",
+        "hooks.storage_encryption".into(),
+        hook,
+        &args,
+        &env,
+        timeout,
+    )?;
+    let unverified = |problem: String| WipeError::Unverified {
+        path: target.clone(),
+        problem,
+    };
+    let mut file = open_readonly(target).map_err(|e| unverified(e.to_string()))?;
+    let slots = luks::key_slots(&mut file).map_err(|e| unverified(e.to_string()))?;
+    if !slots.active.is_empty() {
+        return Err(WipeError::KeySlotsLeft {
+            path: target.clone(),
+            program: hook.display().to_string(),
+            slots: slots.active,
+        });
+    }
+    log::info!(
+        "wipe: {} crypto-erased: its LUKS{} header holds no key slot",
+        target.display(),
+        slots.version
+    );
+    Ok(slots)
+}
+
+pub mod luks {
+    //! Just enough of the LUKS on-disk format (LUKS1, and LUKS2 with its JSON metadata) to
+    //! tell whether a container still holds a key slot, so that a crypto-erase is checked by
+    //! easync and not only claimed by a hook. Everything read is bounded (at most one 4 KiB
+    //! binary header and one JSON area of at most 4 MiB, parsed as a stream) and any input
+    //! gives a value or an error, never a panic.
+    //!
+    //! LUKS1 (cryptsetup's "LUKS1 On-Disk Format Specification"): a 592-byte big-endian
+    //! header; 8 key slots of 48 bytes from offset 208, each starting with its state,
+    //! 0x00AC71F3 active or 0x0000DEAD disabled. LUKS2 ("LUKS2 On-Disk Format
+    //! Specification"): a 4 KiB binary header (magic, version 2, `hdr_size` at offset 8)
+    //! followed by a NUL-terminated JSON area whose top-level `keyslots` object names the key
+    //! slots; a second copy of both (magic "SKUL\xba\xbe") follows at `hdr_size`, one of 16 KiB
+    //! to 4 MiB. Both copies are checked: cryptsetup falls back to the second one.
+
+    use std::collections::BTreeMap;
+    use std::io::{self, Read, Seek, SeekFrom};
+
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+
+    /// The start of a LUKS (primary) header.
+    pub const MAGIC: [u8; 6] = *b"LUKS\xba\xbe";
+    /// The start of a LUKS2 secondary header.
+    pub const SECONDARY_MAGIC: [u8; 6] = *b"SKUL\xba\xbe";
+    /// The LUKS2 binary header's size; its JSON area follows.
+    pub const BINARY_HEADER_LEN: usize = 4096;
+    /// The LUKS1 header's size.
+    pub const LUKS1_HEADER_LEN: usize = 592;
+    /// The offsets LUKS2 may keep its second header at (= the header sizes it allows).
+    pub const LUKS2_HEADER_SIZES: [u64; 9] = [
+        0x4000, 0x8000, 0x1_0000, 0x2_0000, 0x4_0000, 0x8_0000, 0x10_0000, 0x20_0000, 0x40_0000,
+    ];
+    const LUKS1_KEY_SLOTS: usize = 8;
+    const LUKS1_KEY_SLOT_AT: usize = 208;
+    const LUKS1_KEY_SLOT_LEN: usize = 48;
+    const LUKS1_ACTIVE: u32 = 0x00AC_71F3;
+    const LUKS1_DISABLED: u32 = 0x0000_DEAD;
+
+    /// What a LUKS header says about its key slots.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct KeySlots {
+        /// 1 or 2.
+        pub version: u16,
+        /// The key slots still holding a key: their numbers (LUKS1) or JSON names (LUKS2,
+        /// both header copies together).
+        pub active: Vec<String>,
+    }
+
+    /// Why a header says nothing trustworthy about its key slots.
+    #[derive(Debug, thiserror::Error)]
+    pub enum LuksError {
+        #[error("there is no LUKS header on it")]
+        NotLuks,
+        #[error("its LUKS header is damaged: {0}")]
+        Damaged(String),
+        #[error("{0}")]
+        Io(#[from] io::Error),
+    }
+
+    /// The key slots of the LUKS container read from `device`.
+    pub fn key_slots(device: &mut (impl Read + Seek)) -> Result<KeySlots, LuksError> {
+        let first = read_at(device, 0, BINARY_HEADER_LEN as u64)?;
+        if first.starts_with(&MAGIC) {
+            return match version(&first)? {
+                1 => Ok(KeySlots {
+                    version: 1,
+                    active: luks1_active_slots(&first)?,
+                }),
+                2 => {
+                    let size = luks2_header_size(&first)?;
+                    let mut active = luks2_active_slots(device, 0, size)?;
+                    let second = read_at(device, size, BINARY_HEADER_LEN as u64)?;
+                    if second.starts_with(&SECONDARY_MAGIC) {
+                        merge(&mut active, luks2_copy(device, size, &second)?);
+                    }
+                    Ok(KeySlots { version: 2, active })
+                }
+                v => Err(LuksError::Damaged(format!("unknown LUKS version {v}"))),
+            };
+        }
+        // No primary header: cryptsetup would still open the container from a LUKS2
+        // secondary header, wherever one is.
+        let mut found = None;
+        for offset in LUKS2_HEADER_SIZES {
+            let second = read_at(device, offset, BINARY_HEADER_LEN as u64)?;
+            if second.starts_with(&SECONDARY_MAGIC) {
+                let active = luks2_copy(device, offset, &second)?;
+                merge(found.get_or_insert_with(Vec::new), active);
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(failed(format!("cannot be waited for: {e}"))),
+        }
+        match found {
+            Some(active) => Ok(KeySlots { version: 2, active }),
+            None => Err(LuksError::NotLuks),
+        }
+    }
+
+    fn merge(into: &mut Vec<String>, more: Vec<String>) {
+        for name in more {
+            if !into.contains(&name) {
+                into.push(name);
+            }
+        }
+    }
+
+    /// The active slots of the LUKS2 header copy at `offset`, whose binary header is `binary`.
+    fn luks2_copy(
+        device: &mut (impl Read + Seek),
+        offset: u64,
+        binary: &[u8],
+    ) -> Result<Vec<String>, LuksError> {
+        match version(binary)? {
+            2 => luks2_active_slots(device, offset, luks2_header_size(binary)?),
+            v => Err(LuksError::Damaged(format!(
+                "a secondary header of version {v} at offset {offset}"
+            ))),
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the device).
+    fn read_at(device: &mut (impl Read + Seek), offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        device.seek(SeekFrom::Start(offset))?;
+        let mut bytes = Vec::new();
+        device.take(len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn be_u16(bytes: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    }
+
+    fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    }
+
+    fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
+        Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    }
+
+    /// The version field of a header (after its 6-byte magic).
+    pub fn version(header: &[u8]) -> Result<u16, LuksError> {
+        be_u16(header, 6).ok_or_else(|| LuksError::Damaged("cut short before its version".into()))
+    }
+
+    /// The numbers of the active key slots of a LUKS1 header (its first 592 bytes or more).
+    pub fn luks1_active_slots(header: &[u8]) -> Result<Vec<String>, LuksError> {
+        if header.len() < LUKS1_HEADER_LEN {
+            return Err(LuksError::Damaged(format!(
+                "a LUKS1 header of {} bytes, not {LUKS1_HEADER_LEN}",
+                header.len()
+            )));
+        }
+        let mut active = Vec::new();
+        for slot in 0..LUKS1_KEY_SLOTS {
+            let state = be_u32(header, LUKS1_KEY_SLOT_AT + slot * LUKS1_KEY_SLOT_LEN)
+                .ok_or_else(|| LuksError::Damaged("cut short in its key slots".into()))?;
+            match state {
+                LUKS1_ACTIVE => active.push(slot.to_string()),
+                LUKS1_DISABLED => {}
+                other => {
+                    return Err(LuksError::Damaged(format!(
+                        "key slot {slot} is in an unknown state {other:#010x}"
+                    )));
+                }
+            }
+        }
+        Ok(active)
+    }
+
+    /// A LUKS2 binary header's `hdr_size`: binary header and JSON area together.
+    pub fn luks2_header_size(binary: &[u8]) -> Result<u64, LuksError> {
+        let size = be_u64(binary, 8)
+            .ok_or_else(|| LuksError::Damaged("cut short before its header size".into()))?;
+        if LUKS2_HEADER_SIZES.contains(&size) {
+            Ok(size)
+        } else {
+            Err(LuksError::Damaged(format!(
+                "a LUKS2 header size of {size} bytes (16 KiB to 4 MiB expected)"
+            )))
+        }
+    }
+
+    /// The key slots named in the JSON area of the LUKS2 header copy at `offset` of
+    /// `hdr_size` bytes.
+    fn luks2_active_slots(
+        device: &mut (impl Read + Seek),
+        offset: u64,
+        hdr_size: u64,
+    ) -> Result<Vec<String>, LuksError> {
+        let json_at = offset + BINARY_HEADER_LEN as u64;
+        device.seek(SeekFrom::Start(json_at))?;
+        let area = io::BufReader::new(device.take(hdr_size - BINARY_HEADER_LEN as u64));
+        luks2_json_keyslots(area)
+    }
+
+    /// The names in the top-level `keyslots` object of a LUKS2 JSON area read from `area`
+    /// (what follows the JSON, NUL padding, is not read).
+    pub fn luks2_json_keyslots(area: impl Read) -> Result<Vec<String>, LuksError> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            keyslots: BTreeMap<String, IgnoredAny>,
+        }
+        let mut values = serde_json::Deserializer::from_reader(area).into_iter::<Metadata>();
+        match values.next() {
+            Some(Ok(metadata)) => Ok(metadata.keyslots.into_keys().collect()),
+            Some(Err(e)) if e.is_io() => Err(LuksError::Io(e.into())),
+            Some(Err(e)) => Err(LuksError::Damaged(format!("its JSON metadata: {e}"))),
+            None => Err(LuksError::Damaged("its JSON metadata is empty".into())),
         }
     }
 }
@@ -721,16 +1102,23 @@ pub enum WipeOutcome {
 /// Carries out whatever is left of an ordered wipe of the account configured by `config`.
 /// See [`resume_at`].
 pub fn resume(config: &Config) -> Result<WipeOutcome> {
-    resume_at(config.data_dir(), config.wipe(), &mut |_| {})
+    resume_at(
+        config.data_dir(),
+        config.wipe(),
+        config.hooks(),
+        &mut |_| {},
+    )
 }
 
 /// Carries out whatever is left of a wipe for the account in `data_dir`: one recorded in
 /// [`PHASE_FILE`], else the intent in the account state. Each step is recorded once done,
 /// then `after_step` is called with it (tests stop the process there). A full wipe needs
-/// `wipe`; its target is checked before anything else.
+/// `wipe` (and a crypto-erase the `storage_encryption` hook of `hooks`); its target is
+/// checked before anything else.
 pub fn resume_at(
     data_dir: &Path,
     wipe: Option<&Wipe>,
+    hooks: &Hooks,
     after_step: &mut dyn FnMut(Phase),
 ) -> Result<WipeOutcome> {
     let mut at = match progress(data_dir)? {
@@ -758,7 +1146,7 @@ pub fn resume_at(
     if at.kind == WipeIntent::Full {
         let wipe = wipe.ok_or(WipeError::NotConfigured)?;
         if at.phase < Phase::Wiped {
-            check_target(wipe, data_dir)?;
+            check_target(wipe, hooks, data_dir)?;
         }
     }
     let target = wipe
@@ -780,12 +1168,16 @@ pub fn resume_at(
             Phase::Acknowledged => {}
             Phase::PreWipeDone => {
                 if let Some(argv) = wipe.and_then(|w| w.pre_wipe.as_deref()) {
-                    run_hook("pre_wipe", argv, &env("pre_wipe"), HOOK_TIMEOUT)?;
+                    run_wipe_hook("pre_wipe", argv, &env("pre_wipe"), HOOK_TIMEOUT)?;
                 }
             }
             Phase::Wiped => {
                 if let (WipeIntent::Full, Some(wipe)) = (at.kind, wipe) {
-                    method = full_wipe(wipe, &env("mkfs"))?;
+                    let step = match wipe.mode {
+                        WipeMode::CryptoErase => CRYPTO_ERASE_ACTION,
+                        _ => "mkfs",
+                    };
+                    method = full_wipe(wipe, hooks, &env(step))?;
                 }
             }
             Phase::Cleared => {
@@ -797,7 +1189,7 @@ pub fn resume_at(
             }
             Phase::Completed => {
                 if let Some(argv) = wipe.and_then(|w| w.post_wipe.as_deref()) {
-                    run_hook("post_wipe", argv, &env("post_wipe"), HOOK_TIMEOUT)?;
+                    run_wipe_hook("post_wipe", argv, &env("post_wipe"), HOOK_TIMEOUT)?;
                 }
             }
         }
@@ -812,9 +1204,12 @@ pub fn resume_at(
 }
 
 /// Erases the configured target; a block device then gets the `mkfs` hook.
-fn full_wipe(wipe: &Wipe, env: &[(&str, &str)]) -> Result<Option<BlockMethod>> {
+fn full_wipe(wipe: &Wipe, hooks: &Hooks, env: &[(&str, &str)]) -> Result<Option<BlockMethod>> {
     match wipe.mode {
-        WipeMode::CryptoErase => Err(WipeError::CryptoEraseNotBuilt),
+        WipeMode::CryptoErase => {
+            crypto_erase(wipe, hooks, env)?;
+            Ok(None)
+        }
         WipeMode::Directory => {
             let removed = wipe_directory(&wipe.target)?;
             log::info!(
@@ -828,7 +1223,7 @@ fn full_wipe(wipe: &Wipe, env: &[(&str, &str)]) -> Result<Option<BlockMethod>> {
             if let Some(argv) = &wipe.mkfs {
                 let mut argv = argv.clone();
                 argv.push(wipe.target.to_string_lossy().into_owned());
-                run_hook("mkfs", &argv, env, MKFS_TIMEOUT)?;
+                run_wipe_hook("mkfs", &argv, env, MKFS_TIMEOUT)?;
             }
             Ok(Some(method))
         }
@@ -841,6 +1236,10 @@ mod tests {
     use crate::store::atomic::testdir::TestDir;
     use crate::store::state::AccountState;
     use std::os::unix::fs::symlink;
+
+    fn check_target_no_hooks(wipe: &Wipe, data_dir: &Path) -> Result<()> {
+        check_target(wipe, &Hooks::default(), data_dir)
+    }
 
     fn write(path: &Path, text: &str) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -952,42 +1351,57 @@ mod tests {
         let t = TestDir::new("wipe-check");
         let (target, outside) = tree_with_links_out(t.path());
         let data = t.path().join("elsewhere/data");
-        assert!(check_target(&directory_wipe(&target), &data).is_ok());
+        assert!(check_target_no_hooks(&directory_wipe(&target), &data).is_ok());
 
         let link = t.path().join("link");
         symlink(&outside, &link).unwrap();
-        let e = check_target(&directory_wipe(&link), &data).unwrap_err();
+        let e = check_target_no_hooks(&directory_wipe(&link), &data).unwrap_err();
         assert!(e.to_string().contains("is a symbolic link"), "{e}");
         assert!(e.to_string().contains("wipe.target"), "{e}");
 
         let through = link.join("sub");
-        let e = check_target(&directory_wipe(&through), &data).unwrap_err();
+        let e = check_target_no_hooks(&directory_wipe(&through), &data).unwrap_err();
         assert!(
             e.to_string().contains("goes through a symbolic link"),
             "{e}"
         );
 
-        let e = check_target(&directory_wipe(&t.path().join("missing")), &data).unwrap_err();
+        let e =
+            check_target_no_hooks(&directory_wipe(&t.path().join("missing")), &data).unwrap_err();
         assert!(e.to_string().contains("wipe.target"), "{e}");
 
         let file = outside.join("precious.txt");
-        let e = check_target(&directory_wipe(&file), &data).unwrap_err();
+        let e = check_target_no_hooks(&directory_wipe(&file), &data).unwrap_err();
         assert!(e.to_string().contains("is not a directory"), "{e}");
 
         let mut block = directory_wipe(&file);
         block.mode = WipeMode::Block;
-        let e = check_target(&block, &data).unwrap_err();
+        let e = check_target_no_hooks(&block, &data).unwrap_err();
         assert!(e.to_string().contains("is not a block device"), "{e}");
 
-        let e = check_target(&directory_wipe(&target), &target.join("deep/data")).unwrap_err();
+        let e =
+            check_target_no_hooks(&directory_wipe(&target), &target.join("deep/data")).unwrap_err();
         assert!(e.to_string().contains("holds storage.data_dir"), "{e}");
 
         let mut crypto = directory_wipe(&target);
         crypto.mode = WipeMode::CryptoErase;
-        assert!(matches!(
-            check_target(&crypto, &data),
-            Err(WipeError::CryptoEraseNotBuilt)
-        ));
+        let e = check_target_no_hooks(&crypto, &data).unwrap_err();
+        assert!(
+            e.to_string().contains("set hooks.storage_encryption"),
+            "{e}"
+        );
+        let hooks = Hooks {
+            storage_encryption: Some(PathBuf::from("/bin/true")),
+            ..Hooks::default()
+        };
+        let e = check_target(&crypto, &hooks, &data).unwrap_err();
+        assert!(
+            e.to_string().contains("neither a block device nor a file"),
+            "{e}"
+        );
+        crypto.target = file;
+        let e = check_target(&crypto, &hooks, &data).unwrap_err();
+        assert!(e.to_string().contains("no LUKS header"), "{e}");
     }
 
     #[test]
@@ -1008,13 +1422,21 @@ mod tests {
         }
         let mut wipe = directory_wipe(&node);
         wipe.mode = WipeMode::Block;
-        let e = check_target(&wipe, &t.path().join("data")).unwrap_err();
+        let e = check_target_no_hooks(&wipe, &t.path().join("data")).unwrap_err();
         assert!(e.to_string().contains("holds the root file system"), "{e}");
+        wipe.mode = WipeMode::CryptoErase;
+        let hooks = Hooks {
+            storage_encryption: Some(PathBuf::from("/bin/true")),
+            ..Hooks::default()
+        };
+        let e = check_target(&wipe, &hooks, &t.path().join("data")).unwrap_err();
+        assert!(e.to_string().contains("holds the root file system"), "{e}");
+        wipe.mode = WipeMode::Block;
         // And the wipe itself never gets to write through a symlink to it.
         let link = t.path().join("link");
         symlink(&node, &link).unwrap();
         wipe.target = link;
-        let e = check_target(&wipe, &t.path().join("data")).unwrap_err();
+        let e = check_target_no_hooks(&wipe, &t.path().join("data")).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 
@@ -1031,7 +1453,7 @@ mod tests {
         let out = t.path().join("out");
         let script = format!("echo \"$EASYNC_WIPE_STEP $1\" > {}", out.display());
         let argv = ["/bin/sh", "-c", &script, "sh", "arg with space"].map(String::from);
-        run_hook(
+        run_wipe_hook(
             "pre_wipe",
             &argv,
             &[("EASYNC_WIPE_STEP", "pre_wipe")],
@@ -1043,16 +1465,25 @@ mod tests {
             "pre_wipe arg with space\n"
         );
 
-        let e = run_hook("post_wipe", &["/bin/false".into()], &[], HOOK_TIMEOUT).unwrap_err();
+        let e = run_wipe_hook("post_wipe", &["/bin/false".into()], &[], HOOK_TIMEOUT).unwrap_err();
         assert!(
             e.to_string()
                 .contains("post_wipe hook \"/bin/false\" failed"),
             "{e}"
         );
-        let e = run_hook("mkfs", &["/nonexistent".into()], &[], HOOK_TIMEOUT).unwrap_err();
+        let noisy = ["/bin/sh", "-c", "echo disk is busy >&2; exit 4"].map(String::from);
+        let e = run_wipe_hook("mkfs", &noisy, &[], HOOK_TIMEOUT)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mkfs hook") && e.contains("(exit status 4): disk is busy"),
+            "{e}"
+        );
+        assert!(e.contains("fix the hook (wipe.mkfs)"), "{e}");
+        let e = run_wipe_hook("mkfs", &["/nonexistent".into()], &[], HOOK_TIMEOUT).unwrap_err();
         assert!(e.to_string().contains("cannot be started"), "{e}");
         let slow = ["/bin/sleep", "30"].map(String::from);
-        let e = run_hook("pre_wipe", &slow, &[], Duration::from_millis(200)).unwrap_err();
+        let e = run_wipe_hook("pre_wipe", &slow, &[], Duration::from_millis(200)).unwrap_err();
         assert!(e.to_string().contains("did not finish within"), "{e}");
     }
 
@@ -1072,7 +1503,7 @@ mod tests {
         write(&data.join("credentials/oauth.json"), "{}");
         let state_file = StateFile::new(&data);
         assert_eq!(
-            resume_at(&data, Some(&wipe), &mut |_| {}).unwrap(),
+            resume_at(&data, Some(&wipe), &Hooks::default(), &mut |_| {}).unwrap(),
             WipeOutcome::NothingPending
         );
         let state = AccountState {
@@ -1082,7 +1513,10 @@ mod tests {
         state_file.save(&state).unwrap();
 
         let mut steps = Vec::new();
-        let outcome = resume_at(&data, Some(&wipe), &mut |p| steps.push(p)).unwrap();
+        let outcome = resume_at(&data, Some(&wipe), &Hooks::default(), &mut |p| {
+            steps.push(p)
+        })
+        .unwrap();
         assert_eq!(
             outcome,
             WipeOutcome::Completed {
@@ -1103,7 +1537,10 @@ mod tests {
             })
         );
         // Completed stays completed: no hook runs again.
-        let again = resume_at(&data, Some(&wipe), &mut |_| panic!("a step ran again")).unwrap();
+        let again = resume_at(&data, Some(&wipe), &Hooks::default(), &mut |_| {
+            panic!("a step ran again")
+        })
+        .unwrap();
         assert!(matches!(again, WipeOutcome::Completed { .. }));
         assert_eq!(fs::read_to_string(&log).unwrap(), "pre full\npost full\n");
     }
@@ -1117,14 +1554,14 @@ mod tests {
             ..AccountState::default()
         };
         StateFile::new(&data).save(&state).unwrap();
-        let e = resume_at(&data, None, &mut |_| {}).unwrap_err();
+        let e = resume_at(&data, None, &Hooks::default(), &mut |_| {}).unwrap_err();
         assert!(matches!(e, WipeError::NotConfigured), "{e}");
         // The state is untouched: the wipe is still pending.
         let loaded = StateFile::new(&data).load().unwrap().into_state();
         assert_eq!(loaded.wipe_intent, Some(WipeIntent::Full));
 
         fs::write(data.join(PHASE_FILE), "full sideways\n").unwrap();
-        let e = resume_at(&data, None, &mut |_| {}).unwrap_err();
+        let e = resume_at(&data, None, &Hooks::default(), &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("is damaged"), "{e}");
     }
 
@@ -1139,7 +1576,7 @@ mod tests {
             ..AccountState::default()
         };
         StateFile::new(&data).save(&state).unwrap();
-        let outcome = resume_at(&data, None, &mut |_| {}).unwrap();
+        let outcome = resume_at(&data, None, &Hooks::default(), &mut |_| {}).unwrap();
         assert!(matches!(
             outcome,
             WipeOutcome::Completed {
@@ -1154,5 +1591,172 @@ mod tests {
             7,
             "the device's other data is untouched"
         );
+    }
+
+    // LUKS headers made by hand, laid out as the specifications say.
+
+    use super::luks::{self, LuksError};
+    use std::io::Cursor;
+
+    fn luks1_header(states: [u32; 8]) -> Vec<u8> {
+        let mut h = vec![0u8; luks::LUKS1_HEADER_LEN];
+        h[..6].copy_from_slice(&luks::MAGIC);
+        h[6..8].copy_from_slice(&1u16.to_be_bytes());
+        h[8..11].copy_from_slice(b"aes");
+        for (slot, state) in states.iter().enumerate() {
+            let at = 208 + slot * 48;
+            h[at..at + 4].copy_from_slice(&state.to_be_bytes());
+            h[at + 4..at + 8].copy_from_slice(&1000u32.to_be_bytes());
+        }
+        h
+    }
+
+    /// One LUKS2 header copy (binary header + NUL-padded JSON area) of `size` bytes.
+    fn luks2_copy(magic: [u8; 6], size: u64, json: &str) -> Vec<u8> {
+        let mut h = vec![0u8; size as usize];
+        h[..6].copy_from_slice(&magic);
+        h[6..8].copy_from_slice(&2u16.to_be_bytes());
+        h[8..16].copy_from_slice(&size.to_be_bytes());
+        h[4096..4096 + json.len()].copy_from_slice(json.as_bytes());
+        h
+    }
+
+    fn luks2_json(slots: &[&str]) -> String {
+        let slots: Vec<String> = slots
+            .iter()
+            .map(|s| format!("\"{s}\":{{\"type\":\"luks2\",\"key_size\":64}}"))
+            .collect();
+        format!(
+            "{{\"keyslots\":{{{}}},\"tokens\":{{}},\"segments\":{{}},\
+             \"digests\":{{\"0\":{{\"keyslots\":[\"0\"]}}}},\"config\":{{}}}}",
+            slots.join(",")
+        )
+    }
+
+    fn luks2_device(primary: &[&str], secondary: &[&str]) -> Vec<u8> {
+        let mut d = luks2_copy(luks::MAGIC, 0x4000, &luks2_json(primary));
+        d.extend(luks2_copy(
+            luks::SECONDARY_MAGIC,
+            0x4000,
+            &luks2_json(secondary),
+        ));
+        d.resize(d.len() + 0x1_0000, 0xA5); // the key slot area
+        d
+    }
+
+    fn slots_of(device: Vec<u8>) -> std::result::Result<luks::KeySlots, LuksError> {
+        luks::key_slots(&mut Cursor::new(device))
+    }
+
+    const ACTIVE: u32 = 0x00AC_71F3;
+    const DEAD: u32 = 0x0000_DEAD;
+
+    #[test]
+    fn luks1_active_and_disabled_key_slots_are_told_apart() {
+        let mut states = [DEAD; 8];
+        states[0] = ACTIVE;
+        states[5] = ACTIVE;
+        let mut device = luks1_header(states);
+        device.resize(8192, 0x5A);
+        let slots = slots_of(device).unwrap();
+        assert_eq!(slots.version, 1);
+        assert_eq!(slots.active, ["0", "5"]);
+        let slots = slots_of(luks1_header([DEAD; 8])).unwrap();
+        assert_eq!(slots.active, Vec::<String>::new());
+
+        states[7] = 0x1234_5678;
+        let e = slots_of(luks1_header(states)).unwrap_err();
+        assert!(
+            e.to_string().contains("key slot 7 is in an unknown state"),
+            "{e}"
+        );
+        let mut cut = luks1_header([DEAD; 8]);
+        cut.truncate(400);
+        let e = slots_of(cut).unwrap_err();
+        assert!(matches!(e, LuksError::Damaged(_)), "{e}");
+    }
+
+    #[test]
+    fn luks2_key_slots_come_from_the_json_of_both_header_copies() {
+        let slots = slots_of(luks2_device(&["0", "3"], &["0", "3"])).unwrap();
+        assert_eq!(slots.version, 2);
+        assert_eq!(slots.active, ["0", "3"]);
+        let slots = slots_of(luks2_device(&[], &[])).unwrap();
+        assert_eq!(slots.active, Vec::<String>::new());
+        // Erased in the primary copy only: cryptsetup could fall back to the second one.
+        let slots = slots_of(luks2_device(&[], &["1"])).unwrap();
+        assert_eq!(slots.active, ["1"]);
+        // The primary copy zeroed: the secondary is still found.
+        let mut device = luks2_device(&["2"], &["2"]);
+        device[..0x4000].fill(0);
+        let slots = slots_of(device).unwrap();
+        assert_eq!((slots.version, slots.active), (2, vec!["2".to_string()]));
+        // Nothing of LUKS anywhere.
+        let e = slots_of(vec![0u8; 0x10_0000]).unwrap_err();
+        assert!(matches!(e, LuksError::NotLuks), "{e}");
+        assert!(matches!(slots_of(Vec::new()), Err(LuksError::NotLuks)));
+    }
+
+    #[test]
+    fn damaged_luks2_metadata_is_an_error() {
+        let damaged = |device: Vec<u8>| match slots_of(device) {
+            Err(LuksError::Damaged(why)) => why,
+            other => panic!("not refused as damaged: {other:?}"),
+        };
+        let why = damaged(luks2_copy(luks::MAGIC, 0x4000, "{\"tokens\":{}}"));
+        assert!(why.contains("keyslots"), "{why}");
+        let why = damaged(luks2_copy(luks::MAGIC, 0x4000, "{\"keyslots\":[1,2]}"));
+        assert!(why.contains("JSON"), "{why}");
+        damaged(luks2_copy(luks::MAGIC, 0x4000, "not json at all"));
+        damaged(luks2_copy(luks::MAGIC, 0x4000, ""));
+        // JSON cut by the end of the device.
+        let mut cut = luks2_copy(luks::MAGIC, 0x4000, &luks2_json(&["0"]));
+        cut.truncate(4096 + 20);
+        damaged(cut);
+        // A header size LUKS2 does not allow (and one that would overflow).
+        for size in [0u64, 4096, 0x5000, u64::MAX] {
+            let mut h = luks2_copy(luks::MAGIC, 0x4000, &luks2_json(&[]));
+            h[8..16].copy_from_slice(&size.to_be_bytes());
+            let why = damaged(h);
+            assert!(why.contains("header size"), "{why}");
+        }
+        // An unknown version, and a header cut before its version.
+        let mut v3 = luks1_header([DEAD; 8]);
+        v3[6..8].copy_from_slice(&3u16.to_be_bytes());
+        assert!(damaged(v3).contains("version 3"));
+        damaged(luks::MAGIC.to_vec());
+    }
+
+    #[test]
+    fn any_bytes_after_a_luks_magic_give_an_answer_never_a_panic() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let shapes = [
+            luks1_header([ACTIVE; 8]),
+            luks2_device(&["0"], &["0"]),
+            luks2_copy(luks::SECONDARY_MAGIC, 0x4000, &luks2_json(&["0"])),
+        ];
+        let mut answers = 0;
+        for round in 0..600 {
+            let mut bytes = shapes[round % shapes.len()].clone();
+            let len = (next() as usize) % (bytes.len() + 1);
+            bytes.truncate(len.max(16));
+            for _ in 0..(next() % 16) {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+            if round % 7 == 0 {
+                bytes[8..16].copy_from_slice(&next().to_be_bytes());
+            }
+            if slots_of(bytes).is_ok() {
+                answers += 1;
+            }
+        }
+        println!("{answers} of 600 damaged headers still parsed");
     }
 }

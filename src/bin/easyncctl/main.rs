@@ -6,6 +6,7 @@
 
 #[cfg(feature = "lab")]
 mod demo;
+mod diagnose;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -15,11 +16,15 @@ use easync::wbxml::{self, ProtocolVersion};
 
 const USAGE: &str = "\
 usage: easyncctl demo [--dir DIR] [--items N]
+       easyncctl diagnose [--config FILE] [--json] [--timeout SECONDS]
        easyncctl wbxml decode [--protocol VERSION] [-o OUT] [FILE|-]
        easyncctl wbxml encode [-o OUT] [FILE|-]
 
   demo           easync against the bundled reference server on loopback, in under a
                  minute (`easyncctl demo --help` for more)
+  diagnose       check DNS, TCP, TLS, the password, the policy and push against the
+                 configured server, saying what to do about each problem (no daemon needed;
+                 `easyncctl diagnose --help` for more)
   wbxml decode   print an EAS WBXML document (a request or response body) as XML
   wbxml encode   turn such XML back into WBXML (byte-identical for EAS documents)
 
@@ -46,6 +51,9 @@ struct Args {
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "demo") {
         return demo_main();
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "diagnose") {
+        return diagnose::main(std::env::args_os().skip(2));
     }
     let args = match parse_args() {
         Ok(Some(args)) => args,

@@ -397,6 +397,12 @@ impl StateFile {
         }
     }
 
+    /// Reads the main state file without touching anything (no recovery, no clean-up):
+    /// `None` when there is none. For read-only tools such as `easyncctl diagnose`.
+    pub fn peek(&self) -> Result<Option<AccountState>> {
+        read_state(&self.path)
+    }
+
     /// Writes `state` durably, keeping the previous file as the backup.
     pub fn save(&self, state: &AccountState) -> Result<()> {
         atomic::create_dir_all(&self.dir, PRIVATE_DIR_MODE)?;

@@ -47,8 +47,10 @@ fn decode_pin(pin: &str) -> Result<[u8; 32]> {
     })
 }
 
-/// Builds the rustls client configuration from the options.
-pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
+/// The server certificate verifier the options describe: WebPKI over the trust store and
+/// `ca_file` (whose certificates are also accepted as the server's own), plus the pins.
+/// [`client_config`] uses it; `easyncctl diagnose` wraps it to show the chain it judged.
+pub fn server_verifier(options: &TlsOptions) -> Result<Arc<dyn ServerCertVerifier>> {
     let mut roots = RootCertStore::empty();
     let mut sources = 0;
     if let Some(store) = &options.trust_store {
@@ -104,16 +106,20 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
         .map(|p| decode_pin(p))
         .collect::<Result<Vec<_>>>()?;
 
-    let provider = provider();
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| Error::Config(format!("TLS trust: {e}")))?;
-    let verifier = Arc::new(PinningVerifier {
+    Ok(Arc::new(PinningVerifier {
         inner: webpki,
         pins,
         exact,
-    });
-    let builder = ClientConfig::builder_with_provider(provider)
+    }))
+}
+
+/// Builds the rustls client configuration from the options.
+pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
+    let verifier = server_verifier(options)?;
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS: {e}")))?
         .dangerous()

@@ -1,13 +1,15 @@
 //! `easyncctl`: the command line of easync.
 //!
 //! It carries the D-Bus client commands ([`client`]: status, sync, folders, policy,
-//! wipe-status ...), the demo (`demo`, builds with the lab only) and the offline tools,
-//! `wbxml decode` and `wbxml encode`.
+//! enroll, wipe-status ...), `diagnose` (the troubleshooting checks, no daemon needed), the
+//! demo (`demo`, builds with the lab only) and the offline tools, `wbxml decode` and
+//! `wbxml encode`.
 
 #[cfg(feature = "dbus")]
 mod client;
 #[cfg(feature = "lab")]
 mod demo;
+mod diagnose;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -16,13 +18,17 @@ use std::process::ExitCode;
 use easync::wbxml::{self, ProtocolVersion};
 
 const USAGE: &str = "\
-usage: easyncctl status|sync|folders|policy|wipe-status|... (see below; D-Bus client)
+usage: easyncctl status|sync|folders|policy|enroll|... (D-Bus client, see below)
+       easyncctl diagnose [--config FILE] [--json] [--timeout SECONDS]
        easyncctl demo [--dir DIR] [--items N]
        easyncctl wbxml decode [--protocol VERSION] [-o OUT] [FILE|-]
        easyncctl wbxml encode [-o OUT] [FILE|-]
 
   demo           easync against the bundled reference server on loopback, in under a
                  minute (`easyncctl demo --help` for more)
+  diagnose       check DNS, TCP, TLS, the password, the policy and push against the
+                 configured server, saying what to do about each problem (no daemon needed;
+                 `easyncctl diagnose --help` for more)
   wbxml decode   print an EAS WBXML document (a request or response body) as XML
   wbxml encode   turn such XML back into WBXML (byte-identical for EAS documents)
 
@@ -66,6 +72,9 @@ struct Args {
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "demo") {
         return demo_main();
+    }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "diagnose") {
+        return diagnose::main(std::env::args_os().skip(2));
     }
     #[cfg(feature = "dbus")]
     if is_client_command() {

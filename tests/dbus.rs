@@ -655,3 +655,158 @@ fn on_a_system_bus_the_shipped_policy_lets_root_and_the_group_in_and_nobody_else
     assert_eq!(status["state"], "listening");
     assert!(!daemon.log().contains("panicked"));
 }
+
+/// Enroll's options dictionary.
+fn enroll_options(pairs: &[(&str, &str)]) -> HashMap<String, OwnedValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                OwnedValue::from(zbus::zvariant::Str::from(v.to_string())),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn enroll_checks_the_password_keeps_it_and_takes_the_server_autodiscover_missed() {
+    let lab = Lab::start(Lab::default_config());
+    let url = lab.handle.http_url().unwrap();
+    // A wrong configured password, and no server: the address's domain has none to find.
+    let setup = Setup::new(
+        &url,
+        lab.handle.user(),
+        "not-the-password",
+        None,
+        "dbusenroll",
+        PUSH,
+    );
+    let config = std::fs::read_to_string(&setup.config_path).unwrap();
+    let config: String = config
+        .lines()
+        .filter(|l| !l.starts_with("server = "))
+        .map(|l| {
+            if l.starts_with("email = ") {
+                "email = \"lab@lab.invalid\"\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&setup.config_path, config).unwrap();
+    let stored = setup.data().join("credentials/password");
+    let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
+    let daemon = Daemon::start(&setup, &bus, false);
+    let rt = runtime();
+    rt.block_on(async {
+        let connection = connect(&bus).await;
+        let p = proxy(&connection).await;
+        let email: String = wait_property(
+            &p,
+            &daemon,
+            "Email",
+            Duration::from_secs(20),
+            |_: &String| true,
+        )
+        .await;
+        assert_eq!(email, "lab@lab.invalid");
+        let method: String = p.get_property("AuthMethod").await.unwrap();
+        assert_eq!(method, "password");
+        // A password account needs one.
+        let e = p
+            .call::<_, _, (String, String)>("Enroll", &(enroll_options(&[]),))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("InvalidArgs") && e.contains("password"), "{e}");
+        // Autodiscover finds nothing: NoServer, so the UI asks for the server.
+        let e = p
+            .call::<_, _, (String, String)>(
+                "Enroll",
+                &(enroll_options(&[("password", "labpass")]),),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NoServer"), "{e}\n{}", daemon.log());
+        assert!(!stored.exists(), "nothing kept after a failure");
+        // The right server with a wrong password: AuthFailed, nothing kept.
+        let e = p
+            .call::<_, _, (String, String)>(
+                "Enroll",
+                &(enroll_options(&[
+                    ("password", "still-wrong"),
+                    ("server", &url),
+                ]),),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AuthFailed"), "{e}\n{}", daemon.log());
+        assert!(!stored.exists());
+        assert!(
+            !setup.data().join("state/server_url").exists(),
+            "the server given is forgotten"
+        );
+        // Both right: enrolled, kept, syncing.
+        let (server, version): (String, String) = p
+            .call(
+                "Enroll",
+                &(enroll_options(&[("password", "labpass"), ("server", &url)]),),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", daemon.log()));
+        assert_eq!((server.as_str(), version.as_str()), (url.as_str(), "16.1"));
+        let mode = std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&stored).unwrap(), "labpass");
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(60),
+            |s: &String| s == "listening",
+        )
+        .await;
+    });
+    // easyncctl enroll with the password on standard input (a re-enrollment).
+    let mut child = Command::new(EASYNCCTL)
+        .args(["--bus", "session", "--json", "enroll", "--password-stdin"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"labpass\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["enrolled"], "lab@lab.invalid");
+    let log = daemon.log();
+    assert!(
+        !log.contains("labpass") && !log.contains("still-wrong"),
+        "{log}"
+    );
+    drop(daemon);
+    // After a restart the kept password and server are used (the configured one is wrong).
+    let daemon = Daemon::start(&setup, &bus, false);
+    rt.block_on(async {
+        let connection = connect(&bus).await;
+        let p = proxy(&connection).await;
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(60),
+            |s: &String| s == "listening",
+        )
+        .await;
+    });
+}

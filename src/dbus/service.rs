@@ -20,6 +20,8 @@ use zbus::zvariant::{OwnedFd, OwnedValue, Str};
 
 use super::view::{AccountView, Changes, Property, Signal};
 use super::{ACCOUNT_PATH, BUS_NAME, Bus};
+use crate::config::{AuthSource, Config};
+use crate::engine::account::EngineError;
 use crate::engine::runner::Handle;
 use crate::store::choices::FolderChoices;
 use crate::store::maildir::{Flags, Outbox};
@@ -55,14 +57,22 @@ pub struct Account1 {
     handle: Handle,
     data_dir: PathBuf,
     view: Arc<Mutex<AccountView>>,
+    email: String,
+    auth_method: &'static str,
 }
 
 impl Account1 {
-    pub fn new(handle: Handle, data_dir: PathBuf, view: Arc<Mutex<AccountView>>) -> Self {
+    /// The object for the account of `config`, steered through `handle`.
+    pub fn new(handle: Handle, config: &Config, view: Arc<Mutex<AccountView>>) -> Self {
         Account1 {
             handle,
-            data_dir,
+            data_dir: config.data_dir().to_path_buf(),
             view,
+            email: config.account().email.clone(),
+            auth_method: match config.account().auth {
+                AuthSource::OAuth(_) => "oauth",
+                _ => "password",
+            },
         }
     }
 
@@ -126,6 +136,68 @@ impl Account1 {
     async fn sync_now(&self) -> fdo::Result<()> {
         let handle = self.handle.clone();
         blocking(move || handle.sync_now()).await
+    }
+
+    /// "Add account": checks the credentials against the server and keeps them. Options:
+    /// `password` (s; a password account), `server` (s; the ActiveSync URL when
+    /// Autodiscover cannot find it). An OAuth account takes no password: its device sign-in
+    /// starts (DeviceCodeRequired) and the call returns once it is approved. Errors:
+    /// AuthFailed (the server refused the credentials), NoServer (Autodiscover found no
+    /// server: ask the user for it), InvalidArgs, Failed.
+    #[zbus(out_args("server", "protocol_version"))]
+    async fn enroll(&self, options: HashMap<String, OwnedValue>) -> fdo::Result<(String, String)> {
+        let text = |key: &str| -> fdo::Result<Option<String>> {
+            match options.get(key) {
+                None => Ok(None),
+                Some(v) => <&str>::try_from(v)
+                    .map(|s| Some(s.to_string()))
+                    .map_err(|_| fdo::Error::InvalidArgs(format!("{key} must be a string"))),
+            }
+        };
+        if let Some(unknown) = options
+            .keys()
+            .find(|k| !matches!(k.as_str(), "password" | "server"))
+        {
+            return Err(fdo::Error::InvalidArgs(format!(
+                "unknown option {unknown:?}: Enroll takes password and server"
+            )));
+        }
+        let password = text("password")?;
+        let server = text("server")?;
+        if self.auth_method == "password" && password.as_deref().is_none_or(str::is_empty) {
+            return Err(fdo::Error::InvalidArgs(format!(
+                "{} signs in with a password: give it as the option \"password\"",
+                self.email
+            )));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let handle = self.handle.clone();
+        blocking(move || {
+            handle.run(move |account| {
+                let secret = password.map(crate::transport::Secret::new);
+                let _ = tx.send(account.enroll(secret, server.as_deref()));
+            })
+        })
+        .await?;
+        let enrolled = rx
+            .await
+            .map_err(|_| fdo::Error::Failed("the daemon stopped during the enrollment".into()))?
+            .map_err(|e| match &e {
+                EngineError::Autodiscover(_) => fdo::Error::NoServer(e.to_string()),
+                EngineError::Transport(crate::transport::Error::Unauthorized { .. })
+                | EngineError::SignIn(_) => fdo::Error::AuthFailed(e.to_string()),
+                EngineError::Unsupported(_) => fdo::Error::InvalidArgs(e.to_string()),
+                _ => fdo::Error::Failed(e.to_string()),
+            })?;
+        log::info!(
+            "enrolled over D-Bus: {} (ActiveSync {}, {} folders)",
+            enrolled.url,
+            enrolled.protocol_version,
+            enrolled.folders
+        );
+        let handle = self.handle.clone();
+        blocking(move || handle.sync_now()).await?;
+        Ok((enrolled.url, enrolled.protocol_version))
     }
 
     /// A hook's device state changed: provision again so the hooks are asked anew.
@@ -293,6 +365,18 @@ impl Account1 {
             )),
             Err(e) => Err(fdo::Error::Failed(e.to_string())),
         }
+    }
+
+    /// The account's mail address.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn email(&self) -> String {
+        self.email.clone()
+    }
+
+    /// How the account signs in: "password" or "oauth".
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn auth_method(&self) -> String {
+        self.auth_method.to_string()
     }
 
     #[zbus(property)]

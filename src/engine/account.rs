@@ -141,6 +141,16 @@ pub struct ClassSummary {
     pub uploaded: u64,
 }
 
+/// What [`Account::enroll`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The server's ActiveSync URL.
+    pub url: String,
+    pub protocol_version: String,
+    /// The folders the server listed.
+    pub folders: usize,
+}
+
 /// What a cycle did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -203,6 +213,8 @@ pub struct Account {
     /// The next cycle provisions again, so the hooks check compliance anew: at start,
     /// and when a hook reports a change ([`Account::recheck_compliance`]).
     recheck_policy: bool,
+    /// A password being checked by [`Account::enroll`], used instead of the stored one.
+    trying_password: Option<transport::Secret>,
 }
 
 /// The Enforcer without device hooks (`[hooks]` empty): it enforces nothing, so it
@@ -353,6 +365,7 @@ impl Account {
             compliance: Arc::default(),
             policy: Arc::default(),
             recheck_policy: true,
+            trying_password: None,
         }
     }
 
@@ -463,10 +476,24 @@ impl Account {
                 &self.control,
             )?,
             _ => Auth::Basic {
-                password: transport::Secret::new(self.config.password()?.expose()),
+                password: self.password()?,
             },
         };
         Ok(t)
+    }
+
+    /// The password to send: one being tried by [`Account::enroll`], else the one given
+    /// at enrollment (the credential store), else the configured one.
+    fn password(&self) -> Result<transport::Secret, EngineError> {
+        if let Some(trying) = &self.trying_password {
+            return Ok(transport::Secret::new(trying.expose()));
+        }
+        let store = crate::store::credentials::CredentialStore::new(self.data_dir());
+        match store.load_password() {
+            Ok(Some(stored)) => Ok(stored),
+            Ok(None) => Ok(transport::Secret::new(self.config.password()?.expose())),
+            Err(e) => Err(EngineError::SignIn(SignInError::Credentials(e))),
+        }
     }
 
     pub(super) fn device_information(&self, user_agent: &str) -> DeviceInformation {
@@ -514,6 +541,93 @@ impl Account {
             PRIVATE_FILE_MODE,
         )?;
         Ok(found.url)
+    }
+
+    /// Enrollment ("add account"): checks `password` (None: the stored or configured one,
+    /// or an OAuth account's sign-in, which shows its device code through the prompt)
+    /// against `server` (None: the configured one, the cached one, or Autodiscover) by
+    /// connecting, provisioning and listing the folders. A password the server took is
+    /// kept in the credential store and used from then on; a server given is cached like
+    /// an autodiscovered one. On failure nothing changes: the old password and server stay.
+    pub fn enroll(
+        &mut self,
+        password: Option<transport::Secret>,
+        server: Option<&str>,
+    ) -> Result<Enrolled, EngineError> {
+        self.hold_data_dir()?;
+        let account = self.config.account();
+        if matches!(account.auth, AuthSource::OAuth(_)) && password.is_some() {
+            return Err(EngineError::Unsupported(
+                "this account signs in with OAuth (a device code), not a password: enroll \
+                 without one"
+                    .into(),
+            ));
+        }
+        if let Some(url) = server {
+            if let Some(configured) = account.server.as_deref().filter(|c| *c != url) {
+                return Err(EngineError::Unsupported(format!(
+                    "the configuration names the server {configured}; change account.server \
+                     there instead"
+                )));
+            }
+            let plain_ok = self.config.tls().allow_insecure_http;
+            if !(url.starts_with("https://") || plain_ok && url.starts_with("http://")) {
+                return Err(EngineError::Unsupported(format!(
+                    "{url} is not an https:// URL (e.g. https://mail.example.com/\
+                     Microsoft-Server-ActiveSync)"
+                )));
+            }
+        }
+        let cache = self.url_cache();
+        let previous = std::fs::read(&cache).ok();
+        if let Some(url) = server {
+            atomic::create_dir_all(
+                cache.parent().unwrap_or(self.data_dir()),
+                atomic::PRIVATE_DIR_MODE,
+            )?;
+            atomic::replace_file(&cache, format!("{url}\n").as_bytes(), PRIVATE_FILE_MODE)?;
+        }
+        self.trying_password = password;
+        let result = self.check_enrollment();
+        let tried = self.trying_password.take();
+        match &result {
+            Ok(_) => {
+                if let Some(password) = tried {
+                    crate::store::credentials::CredentialStore::new(self.data_dir())
+                        .save_password(&password)
+                        .map_err(|e| EngineError::SignIn(SignInError::Credentials(e)))?;
+                }
+            }
+            Err(_) if server.is_some() => {
+                let _ = match previous {
+                    Some(bytes) => atomic::replace_file(&cache, &bytes, PRIVATE_FILE_MODE),
+                    None => atomic::remove_file(&cache).map(|_| ()),
+                };
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn check_enrollment(&mut self) -> Result<Enrolled, EngineError> {
+        let mut state = self.state_file.load()?.into_state();
+        if let Some(stop) = self.carry_out_wipe(state.wipe_intent) {
+            return Err(stop);
+        }
+        let (mut session, user_agent) = self.connect(&mut state)?;
+        let mut enforcer = self.enforcer();
+        let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
+        let listed = self.folder_sync(&mut session, &mut prov, &mut state);
+        self.adopt_policy_limits(&prov, &mut state)?;
+        listed?;
+        state.policy_key = session.state().policy_key.map(|k| k.to_string());
+        state.set_last_error(None);
+        self.state_file.save(&state)?;
+        Ok(Enrolled {
+            url: session.state().url.clone(),
+            protocol_version: session.state().version.as_str().to_string(),
+            folders: state.folders.len(),
+        })
     }
 
     /// One full cycle: negotiate, provision, FolderSync, Sync every selected folder until

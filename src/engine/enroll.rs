@@ -106,7 +106,8 @@ impl SignInError {
             | SignInError::Credentials(
                 CredentialError::Damaged { .. }
                 | CredentialError::Exposed { .. }
-                | CredentialError::NewerFormat { .. },
+                | CredentialError::NewerFormat { .. }
+                | CredentialError::Password { .. },
             ) => Reaction::NeedsCredentials { message },
             SignInError::Flow(oauth::Error::Cancelled) => Reaction::Retry {
                 after: Duration::ZERO,

@@ -1,7 +1,7 @@
 //! The credential store: `data_dir/credentials/` (mode 0700), the one place secrets are
-//! written. Today it holds an OAuth account's tokens (`oauth-tokens.json`, mode 0600),
-//! replaced atomically like every store file, so a power cut leaves the old tokens or the
-//! new ones.
+//! written. It holds an OAuth account's tokens (`oauth-tokens.json`, mode 0600) and the
+//! password given at enrollment (`password`, mode 0600, D-Bus `Enroll`), each replaced
+//! atomically like every store file, so a power cut leaves the old secret or the new one.
 //!
 //! The tokens file is small versioned JSON: `format` (see [`FORMAT_VERSION`]), the access
 //! token, the refresh token (absent when the server issued none), the access token's expiry
@@ -26,6 +26,8 @@ use crate::transport::oauth::Tokens;
 pub const CREDENTIALS_DIR: &str = "credentials";
 /// The OAuth tokens file in it.
 pub const OAUTH_TOKENS_FILE: &str = "oauth-tokens.json";
+/// The password given at enrollment (it takes precedence over the configured one).
+pub const PASSWORD_FILE: &str = "password";
 /// Where tokens the server refused are kept (see [`CredentialStore::set_aside_oauth`]).
 pub const REFUSED_OAUTH_TOKENS_FILE: &str = "oauth-tokens.refused.json";
 /// The tokens file's format version.
@@ -56,6 +58,12 @@ pub enum CredentialError {
         .path.display()
     )]
     Exposed { path: PathBuf, mode: u32 },
+    #[error(
+        "the enrollment password in {} is not usable ({detail}): enroll again (`easyncctl \
+         enroll`), or remove the file to use the configured password",
+        .path.display()
+    )]
+    Password { path: PathBuf, detail: String },
 }
 
 pub type Result<T> = core::result::Result<T, CredentialError>;
@@ -106,6 +114,50 @@ impl CredentialStore {
     /// `data_dir/credentials/oauth-tokens.refused.json`.
     pub fn refused_oauth_path(&self) -> PathBuf {
         self.dir.join(REFUSED_OAUTH_TOKENS_FILE)
+    }
+
+    /// `data_dir/credentials/password`.
+    pub fn password_path(&self) -> PathBuf {
+        self.dir.join(PASSWORD_FILE)
+    }
+
+    /// The password given at enrollment, if one was (one trailing newline removed).
+    pub fn load_password(&self) -> Result<Option<Secret>> {
+        let path = self.password_path();
+        let unusable = |detail: String| CredentialError::Password {
+            path: path.clone(),
+            detail,
+        };
+        let bytes = match read_private(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(CredentialError::Exposed { mode, .. }) => {
+                return Err(unusable(format!(
+                    "mode {mode:04o}: others may have read it; change the password"
+                )));
+            }
+            Err(CredentialError::Damaged { detail, .. }) => return Err(unusable(detail)),
+            Err(e) => return Err(e),
+        };
+        let mut text = String::from_utf8(bytes).map_err(|_| unusable("not UTF-8 text".into()))?;
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        if text.is_empty() {
+            return Err(unusable("it is empty".into()));
+        }
+        Ok(Some(Secret::new(text)))
+    }
+
+    /// Stores the enrollment password (folder 0700, file 0600).
+    pub fn save_password(&self, password: &Secret) -> Result<()> {
+        atomic::create_dir_all(&self.dir, PRIVATE_DIR_MODE)?;
+        atomic::replace_file(
+            &self.password_path(),
+            password.expose().as_bytes(),
+            PRIVATE_FILE_MODE,
+        )?;
+        Ok(())
     }
 
     /// The stored OAuth tokens; `None` when none are stored (not signed in yet).
@@ -350,6 +402,25 @@ mod tests {
             store.load_oauth(),
             Err(CredentialError::Exposed { mode: 0o640, .. })
         ));
+    }
+
+    #[test]
+    fn the_enrollment_password_is_private_and_checked() {
+        let dir = Dir::new("password");
+        let store = CredentialStore::new(&dir.0);
+        assert!(store.load_password().unwrap().is_none());
+        store.save_password(&Secret::new("s3cret")).unwrap();
+        let mode = std::fs::metadata(store.password_path()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(store.load_password().unwrap().unwrap().expose(), "s3cret");
+        std::fs::set_permissions(
+            store.password_path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+        let e = store.load_password().unwrap_err().to_string();
+        assert!(e.contains("enroll again") && e.contains("0644"), "{e}");
+        assert!(!e.contains("s3cret"));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use serde_json::{Value as Json, json};
 use zbus::zvariant::{OwnedFd, OwnedValue};
 
 /// The commands this module serves.
-pub const COMMANDS: [&str; 9] = [
+pub const COMMANDS: [&str; 10] = [
     "status",
+    "enroll",
     "sync",
     "folders",
     "policy",
@@ -28,6 +29,7 @@ pub const COMMANDS: [&str; 9] = [
 pub const USAGE: &str = "\
        easyncctl [--bus system|session] [--json] status
        easyncctl [--bus B] [--json] sync [--no-wait]
+       easyncctl [--bus B] enroll [--server URL] [--password-stdin]
        easyncctl [--bus B] [--json] folders [enable|disable FOLDER_ID]
        easyncctl [--bus B] [--json] policy
        easyncctl [--bus B] [--json] wipe-status
@@ -38,6 +40,9 @@ pub const USAGE: &str = "\
 
   status          the account: state, last sync, compliance, policy in plain words
   sync            sync now and wait until done (a progress bar on a terminal)
+  enroll          add the account: the password (asked for, or the first line of standard
+                  input with --password-stdin), the server when Autodiscover cannot find it;
+                  an OAuth account shows the code to enter on another device
   folders         the server's folders and whether they are synced; enable/disable one
   policy          the server's policy, element by element, in plain words
   wipe-status     a remote wipe's kind and how far it got
@@ -54,6 +59,8 @@ struct Options {
     bus: Bus,
     json: bool,
     words: Vec<String>,
+    password_stdin: bool,
+    server: Option<String>,
 }
 
 /// Runs a client command; `args` are the command line after the program name.
@@ -94,6 +101,8 @@ fn parse(args: Vec<std::ffi::OsString>) -> Result<Options, String> {
         bus: Bus::System,
         json: false,
         words: Vec::new(),
+        password_stdin: false,
+        server: None,
     };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -112,6 +121,11 @@ fn parse(args: Vec<std::ffi::OsString>) -> Result<Options, String> {
                 };
             }
             Long("no-wait") => options.words.push("--no-wait".into()),
+            Long("password-stdin") => options.password_stdin = true,
+            Long("server") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                options.server = Some(v.into_string().map_err(|v| format!("not UTF-8: {v:?}"))?);
+            }
             Value(v) => options
                 .words
                 .push(v.into_string().map_err(|v| format!("not UTF-8: {v:?}"))?),
@@ -186,6 +200,7 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
         ["status"] => status(&daemon, o.json).await,
         ["sync"] => sync(&daemon, o.json, true).await,
         ["sync", "--no-wait"] => sync(&daemon, o.json, false).await,
+        ["enroll"] => enroll(&daemon, o).await,
         ["folders"] => folders(&daemon, o.json).await,
         ["folders", action @ ("enable" | "disable"), id] => {
             daemon
@@ -644,5 +659,147 @@ mod futures_lite_free {
 
     pub async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
         poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+    }
+}
+
+/// Reads a line from the terminal without echoing it.
+fn ask_secret(prompt: &str) -> Result<String, String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let saved = tcgetattr(&stdin).map_err(|e| format!("cannot read the terminal: {e}"))?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+    eprintln!();
+    read.map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn ask(prompt: &str) -> Result<String, String> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim().to_string())
+}
+
+/// The D-Bus error name of a failed call, if it was one.
+fn error_name(e: &zbus::Error) -> Option<String> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.to_string()),
+        zbus::Error::FDO(fdo) => match fdo.as_ref() {
+            zbus::fdo::Error::AuthFailed(_) => Some("org.freedesktop.DBus.Error.AuthFailed".into()),
+            zbus::fdo::Error::NoServer(_) => Some("org.freedesktop.DBus.Error.NoServer".into()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// "Add account", like a phone's: the password, Autodiscover, the server if that fails;
+/// or an OAuth device code.
+async fn enroll(d: &Daemon, o: &Options) -> Result<ExitCode, String> {
+    let email: String = d.property("Email").await?;
+    let method: String = d.property("AuthMethod").await?;
+    let interactive = !o.password_stdin && std::io::stdin().is_terminal();
+    let mut server = o.server.clone();
+    let mut codes = d
+        .proxy
+        .receive_signal("DeviceCodeRequired")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut password = None;
+    if method == "password" {
+        password = Some(if o.password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        } else if interactive {
+            ask_secret(&format!("Password for {email}: "))?
+        } else {
+            return Err("no terminal to ask the password on: use --password-stdin".into());
+        });
+    }
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let text = |v: &String| OwnedValue::from(zbus::zvariant::Str::from(v.clone()));
+        let mut options: HashMap<String, OwnedValue> = HashMap::new();
+        if let Some(p) = &password {
+            options.insert("password".into(), text(p));
+        }
+        if let Some(s) = &server {
+            options.insert("server".into(), text(s));
+        }
+        let body = (options,);
+        let call = d.proxy.call::<_, _, (String, String)>("Enroll", &body);
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                Some(msg) = futures_lite_free::next(&mut codes) => {
+                    if let Ok((uri, code, expires)) = msg.body().deserialize::<(String, String, u64)>() {
+                        say(o.json, json!({ "verification_uri": uri, "user_code": code, "expires_in": expires }), || {
+                            format!("To sign in {email}, open {uri} on a phone or PC and enter the code {code} (valid {} min).", expires / 60)
+                        });
+                    }
+                }
+            }
+        };
+        match result {
+            Ok((url, version)) => {
+                say(
+                    o.json,
+                    json!({ "enrolled": email, "server": url, "protocol_version": version }),
+                    || {
+                        format!(
+                            "{email} is set up: {url} (ActiveSync {version}); the first sync runs now (`easyncctl sync` shows it)"
+                        )
+                    },
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => {
+                let name = error_name(&e).unwrap_or_default();
+                if name.ends_with(".NoServer") && interactive && attempts < 4 {
+                    eprintln!("The server for {email} could not be found automatically.");
+                    let url = ask(
+                        "Server address (e.g. https://mail.example.com/Microsoft-Server-ActiveSync): ",
+                    )?;
+                    server = Some(if url.contains("://") {
+                        url
+                    } else {
+                        format!("https://{url}/Microsoft-Server-ActiveSync")
+                    });
+                    continue;
+                }
+                if name.ends_with(".AuthFailed")
+                    && interactive
+                    && method == "password"
+                    && attempts < 4
+                {
+                    eprintln!(
+                        "The server refused the password (wrong password, or the account is locked)."
+                    );
+                    password = Some(ask_secret(&format!("Password for {email}: "))?);
+                    continue;
+                }
+                let hint = if name.ends_with(".NoServer") {
+                    "; give the server with --server URL"
+                } else {
+                    ""
+                };
+                return Err(format!("{}{hint}", explain(e, "Enroll")));
+            }
+        }
     }
 }

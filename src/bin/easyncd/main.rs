@@ -251,7 +251,7 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
         }
     };
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let data_dir = config.data_dir().to_path_buf();
+    let bus_config = config.clone();
     let mut account = Account::new(config);
     let sign_in_notifier = Notifier::from_env();
     let prompts = events_tx.clone();
@@ -266,7 +266,7 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
     let (mut runner, handle) = Runner::new(account, move |event| {
         let _ = events_tx.send(Notice::Engine(event));
     });
-    let bus_service = match BusService::start(bus, &handle, &data_dir).await {
+    let bus_service = match BusService::start(bus, &handle, &bus_config).await {
         Ok(service) => service,
         Err(message) => {
             eprintln!("easyncd: {message}");
@@ -468,7 +468,7 @@ struct BusService {
 
 impl BusService {
     #[cfg_attr(not(feature = "dbus"), allow(unused_variables, clippy::unused_async))]
-    async fn start(bus: BusChoice, handle: &Handle, data_dir: &Path) -> Result<Self, String> {
+    async fn start(bus: BusChoice, handle: &Handle, config: &Config) -> Result<Self, String> {
         match bus {
             BusChoice::None => Ok(BusService {
                 #[cfg(feature = "dbus")]
@@ -478,10 +478,9 @@ impl BusService {
             BusChoice::Bus(bus) => {
                 use easync::dbus::{service, view};
                 let view = std::sync::Arc::new(std::sync::Mutex::new(view::AccountView::new(
-                    service::saved_protocol_version(data_dir),
+                    service::saved_protocol_version(config.data_dir()),
                 )));
-                let account =
-                    service::Account1::new(handle.clone(), data_dir.to_path_buf(), view.clone());
+                let account = service::Account1::new(handle.clone(), config, view.clone());
                 let service = service::Service::start(bus, account)
                     .await
                     .map_err(|e| e.to_string())?;

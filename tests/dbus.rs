@@ -810,3 +810,103 @@ fn enroll_checks_the_password_keeps_it_and_takes_the_server_autodiscover_missed(
         .await;
     });
 }
+
+#[test]
+fn an_oauth_account_signals_its_device_code_and_enrolls_without_a_password() {
+    let mut config = easync::lab::Config {
+        items: 4,
+        ..Lab::default_config()
+    };
+    config.oauth.interval = 1;
+    let lab = Lab::start(config);
+    let dir = common::setup::TempDir::new("dbusoauth");
+    let config_path = dir.0.join("easync.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[account]\nemail = {:?}\nserver = {:?}\n\n[account.oauth]\nclient_id = \"easync-lab-client\"\n\
+             device_authorization_endpoint = {:?}\ntoken_endpoint = {:?}\n\n\
+             [tls]\nca_file = {:?}\n\n[storage]\ndata_dir = {:?}\n\n[device]\ndevice_id = {:?}\n\n{PUSH}",
+            lab.handle.user(),
+            lab.handle.https_url().unwrap(),
+            lab.handle.oauth_device_url().unwrap(),
+            lab.handle.oauth_token_url().unwrap(),
+            lab.ca_file.display().to_string(),
+            dir.0.join("data").display().to_string(),
+            common::client::device_id("dbusoauth"),
+        ),
+    )
+    .unwrap();
+    let bus = PrivateBus::start(&dir.0, Kind::Session);
+    let rt = runtime();
+    rt.block_on(async {
+        use zbus::export::futures_core::Stream;
+        let connection = connect(&bus).await;
+        // Listen before the daemon starts: its first cycle asks for the sign-in at once.
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(ACCOUNT_INTERFACE)
+            .unwrap()
+            .member("DeviceCodeRequired")
+            .unwrap()
+            .build();
+        let mut codes = zbus::MessageStream::for_match_rule(rule, &connection, None)
+            .await
+            .unwrap();
+        let log = dir.0.join("easyncd.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_easyncd"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["-v", "--bus", "session"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let message = tokio::time::timeout(
+            Duration::from_secs(30),
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut codes).poll_next(cx)),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no DeviceCodeRequired\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+        .unwrap()
+        .unwrap();
+        let (uri, code, expires): (String, String, u64) = message.body().deserialize().unwrap();
+        assert!(uri.contains("/oauth2/verify") && !code.is_empty() && expires > 0);
+        let p = proxy(&connection).await;
+        let state: String = p.get_property("State").await.unwrap();
+        assert_eq!(state, "signing-in");
+        let detail: String = p.get_property("StateDetail").await.unwrap();
+        assert!(detail.contains(&code), "{detail}");
+        lab.handle.oauth_approve(&code).unwrap();
+        let daemon = Daemon { child, log };
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(60),
+            |s: &String| s == "listening",
+        )
+        .await;
+        let method: String = p.get_property("AuthMethod").await.unwrap();
+        assert_eq!(method, "oauth");
+        // Signed in: Enroll confirms at once; a password makes no sense here.
+        let (_, version): (String, String) = p
+            .call("Enroll", &(enroll_options(&[]),))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", daemon.log()));
+        assert_eq!(version, "16.1");
+        let e = p
+            .call::<_, _, (String, String)>("Enroll", &(enroll_options(&[("password", "x")]),))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("InvalidArgs") && e.contains("OAuth"), "{e}");
+        drop(daemon);
+    });
+}

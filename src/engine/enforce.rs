@@ -29,6 +29,8 @@ pub struct HookEnforcer {
     state_file: StateFile,
     hooks: Option<HookSet>,
     compliance: ComplianceSlot,
+    /// The last wipe directive was acknowledged as failed for an earlier attempt.
+    withdrew_failed_wipe: bool,
 }
 
 impl HookEnforcer {
@@ -38,6 +40,7 @@ impl HookEnforcer {
             state_file,
             hooks,
             compliance,
+            withdrew_failed_wipe: false,
         }
     }
 
@@ -89,10 +92,18 @@ impl Enforcer for HookEnforcer {
     }
 
     fn wipe_requested(&mut self, directive: WipeDirective) -> WipeStatus {
+        self.withdrew_failed_wipe = super::account::withdraw_failed_wipe(&self.state_file);
+        if self.withdrew_failed_wipe {
+            return WipeStatus::Failed;
+        }
         HonestEnforcer {
             state_file: &self.state_file,
         }
         .wipe_requested(directive)
+    }
+
+    fn wipe_withdrawn(&self) -> bool {
+        self.withdrew_failed_wipe
     }
 
     fn refusal_detail(&self) -> Option<String> {

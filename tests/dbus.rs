@@ -910,3 +910,104 @@ fn an_oauth_account_signals_its_device_code_and_enrolls_without_a_password() {
         drop(daemon);
     });
 }
+
+#[test]
+fn failed_unlocks_reported_over_dbus_wipe_the_device_at_the_policys_limit() {
+    let lab = Lab::start(Lab::default_config());
+    let limit: u32 = easync::lab::default_policy()
+        .iter()
+        .find(|(k, _)| k == "MaxDevicePasswordFailedAttempts")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap();
+    let url = lab.handle.http_url().unwrap();
+    let scratch = common::setup::TempDir::new("dbusunlocktarget");
+    let target = scratch.0.join("userdata");
+    std::fs::create_dir_all(target.join("photos")).unwrap();
+    std::fs::write(target.join("photos/secret.jpg"), b"private").unwrap();
+    let setup = Setup::new(
+        &url,
+        lab.handle.user(),
+        "labpass",
+        None,
+        "dbusunlock",
+        &format!(
+            "{PUSH}[wipe]\nmode = \"directory\"\ntarget = {:?}\n",
+            target.display().to_string()
+        ),
+    );
+    let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
+    let rt = runtime();
+    let start = || {
+        let daemon = Daemon::start(&setup, &bus, false);
+        rt.block_on(async {
+            let connection = connect(&bus).await;
+            let p = proxy(&connection).await;
+            wait_property(
+                &p,
+                &daemon,
+                "State",
+                Duration::from_secs(60),
+                |s: &String| s == "listening",
+            )
+            .await;
+        });
+        daemon
+    };
+    let mut daemon = Some(start());
+    // Counted, reset by a success, counted again across a restart of the daemon.
+    let one = ctl_json(&bus, &["unlock", "failed"]);
+    assert_eq!(
+        (one["failures"].as_u64(), one["limit"].as_u64()),
+        (Some(1), Some(u64::from(limit)))
+    );
+    assert_eq!(one["wiping"], false);
+    ctl_json(&bus, &["unlock", "ok"]);
+    for n in 1..limit {
+        let answer = ctl_json(&bus, &["unlock", "failed"]);
+        assert_eq!(answer["failures"].as_u64(), Some(u64::from(n)));
+        assert_eq!(answer["wiping"], false);
+        if n == 2 {
+            // The count is kept across a restart of the daemon.
+            daemon.take();
+            daemon = Some(start());
+        }
+    }
+    assert!(
+        target.join("photos/secret.jpg").exists(),
+        "nothing wiped below the limit"
+    );
+    // The last one reaches the limit: the full wipe runs at once.
+    let daemon = daemon.take().unwrap();
+    rt.block_on(async {
+        use zbus::export::futures_core::Stream;
+        let connection = connect(&bus).await;
+        let p = proxy(&connection).await;
+        let mut completed = p.receive_signal("WipeCompleted").await.unwrap();
+        let last: (u32, u32, bool) = p.call("ReportUnlockFailure", &()).await.unwrap();
+        assert_eq!(last, (limit, limit, true));
+        let signal = tokio::time::timeout(
+            Duration::from_secs(60),
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut completed).poll_next(cx)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no WipeCompleted\n{}", daemon.log()))
+        .unwrap();
+        let account_only: bool = signal.body().deserialize().unwrap();
+        assert!(!account_only);
+        let state: String = wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(10),
+            |s: &String| s == "wiped",
+        )
+        .await;
+        assert_eq!(state, "wiped");
+    });
+    assert!(!target.join("photos").exists(), "the target was wiped");
+    let wipe = ctl_json(&bus, &["wipe-status"]);
+    assert_eq!(
+        (wipe["kind"].as_str(), wipe["phase"].as_str()),
+        (Some("full"), Some("completed"))
+    );
+}

@@ -21,6 +21,7 @@ use zbus::zvariant::{OwnedFd, OwnedValue, Str};
 use super::view::{AccountView, Changes, Property, Signal};
 use super::{ACCOUNT_PATH, BUS_NAME, Bus};
 use crate::config::{AuthSource, Config};
+use crate::device::unlock;
 use crate::engine::account::EngineError;
 use crate::engine::runner::Handle;
 use crate::store::choices::FolderChoices;
@@ -204,6 +205,35 @@ impl Account1 {
     async fn report_compliance(&self) -> fdo::Result<()> {
         let handle = self.handle.clone();
         blocking(move || handle.recheck_compliance()).await
+    }
+
+    /// The lock screen saw a wrong password. Returns the failures counted, the limit of
+    /// the policy (0: none) and whether the device is being wiped because of them.
+    #[zbus(out_args("failures", "limit", "wiping"))]
+    async fn report_unlock_failure(&self) -> fdo::Result<(u32, u32, bool)> {
+        let data_dir = self.data_dir.clone();
+        let status = blocking(move || unlock::record_failure(&data_dir))
+            .await?
+            .map_err(|e| fdo::Error::Failed(e.to_string()))?;
+        let wipe = status.wipe_due();
+        if wipe {
+            log::error!(
+                "{} failed unlock attempts reach the policy's limit: wiping the device",
+                status.failures
+            );
+            let handle = self.handle.clone();
+            blocking(move || handle.wipe_device()).await?;
+        }
+        Ok((status.failures, status.limit.unwrap_or(0), wipe))
+    }
+
+    /// The lock screen was unlocked: the failure count starts again.
+    async fn report_unlock_success(&self) -> fdo::Result<()> {
+        let data_dir = self.data_dir.clone();
+        blocking(move || unlock::record_success(&data_dir))
+            .await?
+            .map(|_| ())
+            .map_err(|e| fdo::Error::Failed(e.to_string()))
     }
 
     /// The server's folders: (id, path, class, synced, items stored).

@@ -303,15 +303,14 @@ impl AccountView {
                     }
                     Reaction::Blocked { .. } => State::Blocked,
                     Reaction::FixConfiguration { .. } => State::NeedsConfiguration,
-                    Reaction::Wipe { account_only } => {
-                        if self.state != State::Wiping {
-                            changes.signals.push(Signal::WipeRequested {
-                                account_only: *account_only,
-                            });
-                        }
-                        State::Wiping
-                    }
+                    // The order itself is announced by Event::WipeRequested.
+                    Reaction::Wipe { .. } => State::Wiping,
                 };
+                // A wiped account stays shown as wiped (the engine then stops with "enroll
+                // again", which is what the state says already).
+                if self.state == State::Wiped {
+                    return changes;
+                }
                 let blocked = state == State::BlockedByPolicy;
                 if self.blocked_by_policy != blocked {
                     self.blocked_by_policy = blocked;
@@ -345,6 +344,31 @@ impl AccountView {
                         });
                     }
                 }
+            }
+            Event::WipeRequested {
+                account_only,
+                local,
+            } => {
+                changes.signals.push(Signal::WipeRequested {
+                    account_only: *account_only,
+                });
+                let by = if *local { "the device" } else { "the server" };
+                let detail = if *account_only {
+                    format!("removing this account's data: ordered by {by}")
+                } else {
+                    format!("wiping the device's data: ordered by {by}")
+                };
+                self.set_state(State::Wiping, detail, &mut changes);
+            }
+            Event::WipeCompleted { account_only } => {
+                changes.signals.push(Signal::WipeCompleted {
+                    account_only: *account_only,
+                });
+                self.set_state(
+                    State::Wiped,
+                    "the wipe is complete: enroll again to use this account".into(),
+                    &mut changes,
+                );
             }
             Event::Stopped => self.set_state(
                 State::Stopped,
@@ -500,20 +524,49 @@ mod tests {
     }
 
     #[test]
-    fn a_wipe_order_signals_once() {
+    fn a_wipe_is_signalled_when_ordered_and_when_complete() {
         let mut v = AccountView::new(None);
-        let wipe = Event::Failed {
-            message: "wipe".into(),
-            reaction: Reaction::Wipe { account_only: true },
-            wait: Some(Duration::ZERO),
-        };
-        let c = v.apply(&wipe, at(1));
+        let c = v.apply(
+            &Event::WipeRequested {
+                account_only: false,
+                local: true,
+            },
+            at(1),
+        );
         assert_eq!(
             c.signals,
-            vec![Signal::WipeRequested { account_only: true }]
+            vec![Signal::WipeRequested {
+                account_only: false
+            }]
         );
-        assert!(v.apply(&wipe, at(2)).signals.is_empty());
         assert_eq!(v.state, State::Wiping);
+        assert!(v.state_detail.contains("the device"));
+        // The engine's stop for the wipe keeps the state and signals nothing more.
+        let c = v.apply(
+            &Event::Failed {
+                message: "wipe".into(),
+                reaction: Reaction::Wipe {
+                    account_only: false,
+                },
+                wait: Some(Duration::ZERO),
+            },
+            at(2),
+        );
+        assert!(c.signals.is_empty());
+        assert_eq!(v.state, State::Wiping);
+        let c = v.apply(
+            &Event::WipeCompleted {
+                account_only: false,
+            },
+            at(3),
+        );
+        assert_eq!(
+            c.signals,
+            vec![Signal::WipeCompleted {
+                account_only: false
+            }]
+        );
+        assert_eq!(v.state, State::Wiped);
     }
 
     #[test]

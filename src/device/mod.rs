@@ -9,8 +9,11 @@
 //! - [`wipe`]: the remote wipe — target validation, the erase of a block device or a
 //!   directory tree, the account-only wipe, and the crash-safe sequence of steps resumed at
 //!   start before any network access.
+//! - [`unlock`]: the failed unlocks the lock screen reports, counted against the policy's
+//!   MaxDevicePasswordFailedAttempts (persisted), which make the full wipe due.
 //!
-//! Device information and unlock-failure counting follow.
+//! Device information follows.
 
 pub mod hooks;
+pub mod unlock;
 pub mod wipe;

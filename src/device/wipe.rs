@@ -9,6 +9,13 @@
 //! acknowledged → `pre_wipe` hook → wipe (full wipes only) → credentials and state cleared →
 //! `post_wipe` hook → completed.
 //!
+//! A full wipe may also be ordered on the device itself ([`order_local`]: too many failed
+//! unlocks, see `device::unlock`): the same intent, marked local, with no acknowledgement
+//! owed. A server's wipe that fails before its target is erased is remembered
+//! ([`remember_failure`]) so that the acknowledgement of the server's repeated directive
+//! says Status 2 ([`withdraw`] then drops it and the repetition starts it afresh); a local
+//! wipe that fails is simply retried.
+//!
 //! Every step may run again after a crash: erasing erased data, removing removed files and
 //! running a hook twice are all harmless. The target of a full wipe comes from `[wipe]` and
 //! is checked by [`check_target`] before anything is erased. Nothing here touches the
@@ -44,6 +51,11 @@ use crate::store::state::{StateFile, WipeIntent};
 
 /// The wipe's progress record under `data_dir`.
 pub const PHASE_FILE: &str = "state/wipe.phase";
+/// Marks the pending wipe as ordered on the device (no acknowledgement owed, never
+/// reported to the server). Removed with the rest of the state when the account is cleared.
+pub const LOCAL_FILE: &str = "state/wipe.local";
+/// A server's wipe failed and the server has not been told yet: holds the error.
+pub const FAILED_FILE: &str = "state/wipe.failed";
 /// What the account-only wipe keeps under `data_dir/state`: the data directory lock and the
 /// progress record.
 const KEPT_IN_STATE: [&str; 2] = ["lock", "wipe.phase"];
@@ -999,7 +1011,8 @@ pub mod luks {
 /// The last finished step of a wipe, as recorded in [`PHASE_FILE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
-    /// The intent was persisted and acknowledged to the server.
+    /// The intent was persisted and acknowledged to the server (a local wipe owes no
+    /// acknowledgement: persisted only).
     Acknowledged,
     PreWipeDone,
     /// The target was erased (full wipe; an account-only wipe passes through).
@@ -1201,6 +1214,92 @@ pub fn resume_at(
         kind: at.kind,
         method,
     })
+}
+
+/// Orders a full wipe on the device itself: the intent goes into the account state as the
+/// server's would, marked local ([`LOCAL_FILE`]). An account-only wipe already recorded
+/// (under way or done) becomes a full one, restarted from its first step.
+pub fn order_local(data_dir: &Path) -> Result<()> {
+    atomic::create_dir_all(&data_dir.join("state"), atomic::PRIVATE_DIR_MODE)?;
+    atomic::replace_file(
+        &data_dir.join(LOCAL_FILE),
+        b"a full wipe was ordered on the device\n",
+        PRIVATE_FILE_MODE,
+    )?;
+    let state_file = StateFile::new(data_dir);
+    let mut state = state_file.load()?.into_state();
+    if state.wipe_intent != Some(WipeIntent::Full) {
+        state.wipe_intent = Some(WipeIntent::Full);
+        state_file.save(&state)?;
+    }
+    match progress(data_dir) {
+        Ok(None) => {}
+        Ok(Some(p)) if p.kind == WipeIntent::Full => {}
+        // Another kind, or a damaged record: the full wipe starts from the beginning.
+        _ => record(
+            data_dir,
+            Progress {
+                kind: WipeIntent::Full,
+                phase: Phase::Acknowledged,
+            },
+        )?,
+    }
+    Ok(())
+}
+
+/// Whether the pending wipe was ordered on the device.
+pub fn ordered_locally(data_dir: &Path) -> bool {
+    data_dir.join(LOCAL_FILE).exists()
+}
+
+/// After a failed attempt at the wipe: remembers a server's wipe whose target is not erased
+/// yet, so that the next acknowledgement says Status 2. Returns whether it is to be
+/// reported; a local wipe, or one with only the clearing left, is retried here instead.
+pub fn remember_failure(data_dir: &Path, error: &WipeError) -> Result<bool> {
+    let erased = matches!(progress(data_dir), Ok(Some(p)) if p.phase >= Phase::Wiped);
+    if ordered_locally(data_dir) || erased {
+        return Ok(false);
+    }
+    atomic::replace_file(
+        &data_dir.join(FAILED_FILE),
+        format!("{error}\n").as_bytes(),
+        PRIVATE_FILE_MODE,
+    )?;
+    Ok(true)
+}
+
+/// Whether a failed wipe waits to be reported to the server (Status 2): a failure was
+/// remembered and the wipe is still pending.
+pub fn failure_to_report(data_dir: &Path) -> Result<bool> {
+    if !data_dir.join(FAILED_FILE).exists() {
+        return Ok(false);
+    }
+    let pending = progress(data_dir)?.is_some()
+        || StateFile::new(data_dir)
+            .load()?
+            .into_state()
+            .wipe_intent
+            .is_some();
+    if !pending {
+        // Left over from a wipe already withdrawn.
+        atomic::remove_file(&data_dir.join(FAILED_FILE))?;
+    }
+    Ok(pending)
+}
+
+/// The server was told the wipe failed (Status 2): its intent, progress and failure are
+/// dropped, so that the server's repeated directive starts the wipe afresh (and, should the
+/// server not repeat it, the account carries on).
+pub fn withdraw(data_dir: &Path) -> Result<()> {
+    let state_file = StateFile::new(data_dir);
+    let mut state = state_file.load()?.into_state();
+    if state.wipe_intent.is_some() {
+        state.wipe_intent = None;
+        state_file.save(&state)?;
+    }
+    atomic::remove_file(&data_dir.join(PHASE_FILE))?;
+    atomic::remove_file(&data_dir.join(FAILED_FILE))?;
+    Ok(())
 }
 
 /// Erases the configured target; a block device then gets the `mkfs` hook.
@@ -1563,6 +1662,79 @@ mod tests {
         fs::write(data.join(PHASE_FILE), "full sideways\n").unwrap();
         let e = resume_at(&data, None, &Hooks::default(), &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("is damaged"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_server_wipe_is_remembered_for_the_server_and_a_local_one_is_not() {
+        let t = TestDir::new("wipe-failed");
+        let data = t.path().join("data");
+        let state_file = StateFile::new(&data);
+        let pending = AccountState {
+            wipe_intent: Some(WipeIntent::Full),
+            ..AccountState::default()
+        };
+        state_file.save(&pending).unwrap();
+        let error = WipeError::NotConfigured;
+        // The server's wipe, failed before its target was erased: to be reported.
+        assert!(remember_failure(&data, &error).unwrap());
+        assert!(failure_to_report(&data).unwrap());
+        // Reported (Status 2): intent, progress and failure dropped.
+        record(
+            &data,
+            Progress {
+                kind: WipeIntent::Full,
+                phase: Phase::PreWipeDone,
+            },
+        )
+        .unwrap();
+        withdraw(&data).unwrap();
+        assert_eq!(state_file.load().unwrap().into_state().wipe_intent, None);
+        assert_eq!(progress(&data).unwrap(), None);
+        assert!(!failure_to_report(&data).unwrap());
+        assert!(!data.join(FAILED_FILE).exists());
+
+        // Erased already: only the clearing is left, retried here, never reported.
+        state_file.save(&pending).unwrap();
+        record(
+            &data,
+            Progress {
+                kind: WipeIntent::Full,
+                phase: Phase::Wiped,
+            },
+        )
+        .unwrap();
+        assert!(!remember_failure(&data, &error).unwrap());
+        assert!(!failure_to_report(&data).unwrap());
+
+        // A local order turns an account-only wipe into a full one and is never reported.
+        record(
+            &data,
+            Progress {
+                kind: WipeIntent::AccountOnly,
+                phase: Phase::Completed,
+            },
+        )
+        .unwrap();
+        order_local(&data).unwrap();
+        assert!(ordered_locally(&data));
+        assert_eq!(
+            progress(&data).unwrap(),
+            Some(Progress {
+                kind: WipeIntent::Full,
+                phase: Phase::Acknowledged
+            })
+        );
+        assert_eq!(
+            state_file.load().unwrap().into_state().wipe_intent,
+            Some(WipeIntent::Full)
+        );
+        assert!(!remember_failure(&data, &error).unwrap());
+        assert!(!data.join(FAILED_FILE).exists());
+        // A stale failure with nothing pending is dropped, not reported.
+        withdraw(&data).unwrap();
+        fs::write(data.join(FAILED_FILE), "old\n").unwrap();
+        assert!(!failure_to_report(&data).unwrap());
+        assert!(!data.join(FAILED_FILE).exists());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::provision::{Enforcer, EngineProvisioner};
 use super::reaction::{self, Reaction};
 use super::runner::PingControl;
 use crate::config::{self, AgeFilter, AuthSource, ConfigError, SyncClass};
+use crate::device::unlock;
 use crate::device::wipe::{self, WipeError, WipeOutcome};
 use crate::eas::estimate::{self, EstimateCollection};
 use crate::eas::folder::{self, FolderChange, FolderSyncStatus, FolderType};
@@ -188,6 +189,26 @@ impl fmt::Display for Summary {
     }
 }
 
+/// A wipe's milestones as the account learns them, for the runner's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WipeNews {
+    /// The server's wipe directive was acknowledged (Status 1).
+    Ordered { account_only: bool },
+    /// A wipe ran to its end in this process.
+    Completed { account_only: bool },
+}
+
+/// What [`Account::carry_out_wipe`] leaves the cycle to do.
+enum PendingWipe {
+    /// No wipe pending: sync.
+    Nothing,
+    /// The cycle ends with this error (wiped, still pending, failed).
+    Stop(EngineError),
+    /// A server's wipe failed: connect only to acknowledge the repeated directive with
+    /// Status 2 (see [`wipe::remember_failure`]).
+    ReportFailure,
+}
+
 /// One configured account.
 pub struct Account {
     pub(super) config: config::Config,
@@ -215,6 +236,8 @@ pub struct Account {
     recheck_policy: bool,
     /// A password being checked by [`Account::enroll`], used instead of the stored one.
     trying_password: Option<transport::Secret>,
+    /// Wipe milestones not yet taken by the runner.
+    wipe_news: Mutex<Vec<WipeNews>>,
 }
 
 /// The Enforcer without device hooks (`[hooks]` empty): it enforces nothing, so it
@@ -246,6 +269,31 @@ impl Enforcer for HonestEnforcer<'_> {
                 log::error!("cannot persist the wipe intent: {e}");
                 WipeStatus::Failed
             }
+        }
+    }
+}
+
+/// When an earlier attempt at the wipe failed and the server was not told yet: drops it
+/// (see [`wipe::withdraw`]) and says true, so that the server's directive is acknowledged
+/// with Status 2 and its repetition starts the wipe afresh.
+pub(super) fn withdraw_failed_wipe(state_file: &StateFile) -> bool {
+    let data_dir = state_file
+        .path()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    match wipe::failure_to_report(data_dir) {
+        Ok(true) => {
+            log::warn!("the server repeats its wipe order: acknowledging the failed attempt");
+            if let Err(e) = wipe::withdraw(data_dir) {
+                log::error!("cannot withdraw the failed wipe: {e}");
+            }
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            log::error!("cannot tell whether an earlier wipe failed: {e}");
+            false
         }
     }
 }
@@ -366,6 +414,7 @@ impl Account {
             policy: Arc::default(),
             recheck_policy: true,
             trying_password: None,
+            wipe_news: Mutex::default(),
         }
     }
 
@@ -379,6 +428,26 @@ impl Account {
     /// gets an honest acknowledgement of what the device applies now.
     pub fn recheck_compliance(&mut self) {
         self.recheck_policy = true;
+    }
+
+    fn tell(&self, news: WipeNews) {
+        self.wipe_news
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(news);
+    }
+
+    /// The wipe milestones since the last call.
+    pub(super) fn take_wipe_news(&self) -> Vec<WipeNews> {
+        std::mem::take(&mut *self.wipe_news.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Orders the full wipe on the device itself (too many failed unlocks): persisted as
+    /// the server's order would be, carried out by the next cycle before any network
+    /// access, no acknowledgement owed.
+    pub(super) fn order_local_wipe(&self) -> Result<(), EngineError> {
+        self.hold_data_dir()?;
+        wipe::order_local(self.data_dir()).map_err(engine_wipe_error)
     }
 
     /// The verdict of the last policy this process acknowledged: the status sent and the
@@ -611,8 +680,16 @@ impl Account {
 
     fn check_enrollment(&mut self) -> Result<Enrolled, EngineError> {
         let mut state = self.state_file.load()?.into_state();
-        if let Some(stop) = self.carry_out_wipe(state.wipe_intent) {
-            return Err(stop);
+        match self.carry_out_wipe(state.wipe_intent) {
+            PendingWipe::Nothing => {}
+            PendingWipe::Stop(stop) => return Err(stop),
+            PendingWipe::ReportFailure => {
+                return Err(EngineError::Unsupported(
+                    "a remote wipe failed and is reported to the server first: enroll again \
+                     after the next sync"
+                        .into(),
+                ));
+            }
         }
         let (mut session, user_agent) = self.connect(&mut state)?;
         let mut enforcer = self.enforcer();
@@ -648,6 +725,7 @@ impl Account {
         let result = result.map_err(|e| match e {
             EngineError::Transport(transport::Error::Token(_)) => self.sign_in.explain(e),
             EngineError::Transport(transport::Error::RemoteWipe { account_only }) => {
+                self.tell(WipeNews::Ordered { account_only });
                 let intent = if account_only {
                     WipeIntent::AccountOnly
                 } else {
@@ -680,31 +758,73 @@ impl Account {
         result
     }
 
-    /// A wipe ordered by the server (its intent in the state, or its progress record) is
-    /// carried out or resumed here, before any network access; the error that ends the
-    /// cycle, `None` when no wipe is pending. A full wipe without `[wipe]` stays pending.
-    fn carry_out_wipe(&self, intent: Option<WipeIntent>) -> Option<EngineError> {
-        let recorded = wipe::progress(self.data_dir());
+    /// A wipe ordered by the server or on the device (its intent in the state, or its
+    /// progress record) is carried out or resumed here, before any network access. A full
+    /// wipe without `[wipe]` stays pending. A server's wipe that failed is remembered; once
+    /// remembered, the next cycle connects only to acknowledge the repeated directive with
+    /// Status 2 (the repetition then starts the wipe again).
+    fn carry_out_wipe(&self, intent: Option<WipeIntent>) -> PendingWipe {
+        let data_dir = self.data_dir();
+        let recorded = wipe::progress(data_dir);
         if intent.is_none() && matches!(recorded, Ok(None)) {
-            return None;
+            return PendingWipe::Nothing;
         }
         if self.config.wipe().is_none() && intent == Some(WipeIntent::Full) {
-            return Some(EngineError::WipePending(
+            return PendingWipe::Stop(EngineError::WipePending(
                 WipeIntent::Full,
                 self.state_file.path().to_path_buf(),
             ));
         }
-        Some(match wipe::resume(&self.config) {
-            Ok(WipeOutcome::NothingPending) => return None,
-            Ok(WipeOutcome::Completed { kind, method }) => EngineError::Unsupported(format!(
-                "this account was wiped by the server's order ({kind:?}{}): remove {} and enroll \
-                 again to use it",
-                method.map_or(String::new(), |m| format!(", {}", m.as_str())),
-                self.data_dir().join(wipe::PHASE_FILE).display()
-            )),
-            Err(WipeError::Store(e)) => EngineError::Store(e),
-            Err(e) => EngineError::Unsupported(e.to_string()),
+        match wipe::failure_to_report(data_dir) {
+            Ok(true) => return PendingWipe::ReportFailure,
+            Ok(false) => {}
+            Err(e) => return PendingWipe::Stop(engine_wipe_error(e)),
+        }
+        let already_done = matches!(recorded, Ok(Some(p)) if p.phase == wipe::Phase::Completed);
+        let local = wipe::ordered_locally(data_dir);
+        PendingWipe::Stop(match wipe::resume(&self.config) {
+            Ok(WipeOutcome::NothingPending) => return PendingWipe::Nothing,
+            Ok(WipeOutcome::Completed { kind, method }) => {
+                if !already_done {
+                    self.tell(WipeNews::Completed {
+                        account_only: kind == WipeIntent::AccountOnly,
+                    });
+                }
+                EngineError::Unsupported(format!(
+                    "this account was wiped by the {} order ({kind:?}{}): remove {} and enroll \
+                     again to use it",
+                    if local { "device's" } else { "server's" },
+                    method.map_or(String::new(), |m| format!(", {}", m.as_str())),
+                    data_dir.join(wipe::PHASE_FILE).display()
+                ))
+            }
+            Err(e) => {
+                match wipe::remember_failure(data_dir, &e) {
+                    Ok(true) => log::error!(
+                        "the wipe failed: {e}; the server is told at the next connection"
+                    ),
+                    Ok(false) => log::error!("the wipe failed: {e}; it is tried again"),
+                    Err(store) => log::error!("the wipe failed: {e}; and: {store}"),
+                }
+                engine_wipe_error(e)
+            }
         })
+    }
+
+    /// Connects only to acknowledge a failed wipe: the server's repeated directive gets
+    /// Status 2, and its next repetition (asked for at once) Status 1 and a new attempt. A
+    /// server that no longer orders the wipe gets the account back.
+    fn report_failed_wipe(
+        &self,
+        session: &mut Session,
+        prov: &mut dyn transport::Provisioner,
+    ) -> Result<(), EngineError> {
+        prov.provision(session)?;
+        if wipe::failure_to_report(self.data_dir()).map_err(engine_wipe_error)? {
+            log::warn!("the server no longer orders the wipe that failed: it is dropped");
+            wipe::withdraw(self.data_dir()).map_err(engine_wipe_error)?;
+        }
+        Ok(())
     }
 
     fn cycle(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Summary, EngineError> {
@@ -713,17 +833,24 @@ impl Account {
             log::warn!("{e}");
         }
         let mut state = loaded.into_state();
-        if let Some(stop) = self.carry_out_wipe(state.wipe_intent) {
-            return Err(stop);
-        }
+        let report_failed_wipe = match self.carry_out_wipe(state.wipe_intent) {
+            PendingWipe::Nothing => false,
+            PendingWipe::Stop(stop) => return Err(stop),
+            PendingWipe::ReportFailure => true,
+        };
         let (mut session, user_agent) = self.connect(&mut state)?;
         let version = session.state().version;
 
         let mut enforcer = self.enforcer();
         let mut prov = EngineProvisioner::new(&mut enforcer, self.device_information(&user_agent));
-        // A policy in force is provisioned again at start and when asked, so the hooks'
-        // verdict of today is what the server hears (a server without policy is not asked).
-        if self.recheck_policy && state.policy_key.as_deref().is_some_and(|k| k != "0") {
+        if report_failed_wipe {
+            self.report_failed_wipe(&mut session, &mut prov)?;
+            state = self.state_file.load()?.into_state();
+            state.set_protocol(version);
+            self.adopt_policy_limits(&prov, &mut state)?;
+        } else if self.recheck_policy && state.policy_key.as_deref().is_some_and(|k| k != "0") {
+            // A policy in force is provisioned again at start and when asked, so the hooks'
+            // verdict of today is what the server hears (a server without policy is not asked).
             transport::Provisioner::provision(&mut prov, &mut session)?;
             state.policy_key = session.state().policy_key.map(|k| k.to_string());
             self.adopt_policy_limits(&prov, &mut state)?;
@@ -799,6 +926,12 @@ impl Account {
         prov: &EngineProvisioner<'_, E>,
         state: &mut AccountState,
     ) -> Result<(), EngineError> {
+        if let Some(limit) = prov.unlock_limit() {
+            unlock::set_limit(self.data_dir(), limit).map_err(|e| match e {
+                unlock::UnlockError::Store(e) => EngineError::Store(e),
+                e => EngineError::Unsupported(e.to_string()),
+            })?;
+        }
         let Some(limits) = prov.limits() else {
             return Ok(());
         };
@@ -1184,6 +1317,14 @@ impl Account {
                 None
             }
         }
+    }
+}
+
+/// A wipe error as the engine reports it (a store error stays one: it is retried).
+fn engine_wipe_error(e: WipeError) -> EngineError {
+    match e {
+        WipeError::Store(e) => EngineError::Store(e),
+        e => EngineError::Unsupported(e.to_string()),
     }
 }
 

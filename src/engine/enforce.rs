@@ -33,6 +33,8 @@ pub struct HookEnforcer {
     hooks: Option<HookSet>,
     compliance: ComplianceSlot,
     policy: Option<PolicySlot>,
+    /// The last wipe directive was acknowledged as failed for an earlier attempt.
+    withdrew_failed_wipe: bool,
 }
 
 impl HookEnforcer {
@@ -43,6 +45,7 @@ impl HookEnforcer {
             hooks,
             compliance,
             policy: None,
+            withdrew_failed_wipe: false,
         }
     }
 
@@ -105,10 +108,18 @@ impl Enforcer for HookEnforcer {
     }
 
     fn wipe_requested(&mut self, directive: WipeDirective) -> WipeStatus {
+        self.withdrew_failed_wipe = super::account::withdraw_failed_wipe(&self.state_file);
+        if self.withdrew_failed_wipe {
+            return WipeStatus::Failed;
+        }
         HonestEnforcer {
             state_file: &self.state_file,
         }
         .wipe_requested(directive)
+    }
+
+    fn wipe_withdrawn(&self) -> bool {
+        self.withdrew_failed_wipe
     }
 
     fn refusal_detail(&self) -> Option<String> {

@@ -29,6 +29,12 @@ pub trait Enforcer {
     /// The server ordered a wipe: persist the intent durably, then say what to acknowledge
     /// (`Succeeded`: the wipe will be carried out; `Failed`: an earlier attempt failed).
     fn wipe_requested(&mut self, directive: WipeDirective) -> WipeStatus;
+    /// Whether the last [`Enforcer::wipe_requested`] acknowledged an earlier attempt as
+    /// failed and dropped it: provisioning then starts once more, so the server's
+    /// repetition of the directive is honoured at once.
+    fn wipe_withdrawn(&self) -> bool {
+        false
+    }
     /// What to add when the server refuses the acknowledged policy (e.g. 139: it requires
     /// full compliance), such as the elements not applied.
     fn refusal_detail(&self) -> Option<String> {
@@ -83,6 +89,16 @@ impl<'a, E: Enforcer + ?Sized> EngineProvisioner<'a, E> {
         }
     }
 
+    /// What the provisioning rounds run so far decided for the failed-unlock limit (see
+    /// [`unlock_limit`]), `None` when nothing changes, like [`EngineProvisioner::limits`].
+    pub fn unlock_limit(&self) -> Option<Option<u32>> {
+        match self.outcome {
+            Some(Outcome::Key(_)) => Some(self.policy.as_ref().and_then(unlock_limit)),
+            Some(Outcome::NoPolicy) => Some(None),
+            _ => None,
+        }
+    }
+
     fn exchange(session: &mut Session, request: &Request) -> transport::Result<ProvisionResponse> {
         let version = session.state().version;
         let response = session.send(request, None, command_timeout(Command::Provision, None))?;
@@ -121,14 +137,30 @@ pub fn policy_limits(policy: &Policy) -> PolicyLimits {
     }
 }
 
+/// The failed unlocks `policy` allows before the device wipes itself (MS-ASPROV 2.2.2.32
+/// MaxDevicePasswordFailedAttempts, 4–16): none when the element is empty or absent, 0, or
+/// when DevicePasswordEnabled is 0 (the element is then ignored). A value outside the
+/// spec's range is obeyed as sent.
+pub fn unlock_limit(policy: &Policy) -> Option<u32> {
+    if policy.device_password_enabled == Some(false) {
+        return None;
+    }
+    policy
+        .max_device_password_failed_attempts
+        .filter(|&n| n > 0)
+}
+
 impl<E: Enforcer + ?Sized> transport::Provisioner for EngineProvisioner<'_, E> {
     fn provision(&mut self, session: &mut Session) -> transport::Result<()> {
         self.rounds += 1;
         let version = session.state().version;
         let device = (version >= ProtocolVersion::V14_1).then(|| self.device.clone());
-        let mut flow = Provisioning::new(version, device);
+        let mut flow = Provisioning::new(version, device.clone());
         let mut request = flow.start()?;
         let mut acknowledged = false;
+        // After acknowledging an earlier failed wipe (Status 2), provisioning starts once
+        // more so the server can repeat its directive at once.
+        let mut restart_after_failed_wipe = true;
         loop {
             let response = Self::exchange(session, &request)?;
             match flow.on_response(response)? {
@@ -160,6 +192,15 @@ impl<E: Enforcer + ?Sized> transport::Provisioner for EngineProvisioner<'_, E> {
                     self.outcome = Some(Outcome::Wiped(directive, status));
                     request = flow.acknowledge_wipe(status)?;
                 }
+                Next::WipeAcknowledged(_)
+                    if restart_after_failed_wipe
+                        && matches!(self.outcome, Some(Outcome::Wiped(_, WipeStatus::Failed)))
+                        && self.enforcer.wipe_withdrawn() =>
+                {
+                    restart_after_failed_wipe = false;
+                    flow = Provisioning::new(version, device.clone());
+                    request = flow.start()?;
+                }
                 Next::WipeAcknowledged(directive) => {
                     return Err(Error::RemoteWipe {
                         account_only: directive == WipeDirective::AccountOnly,
@@ -183,6 +224,25 @@ impl<E: Enforcer + ?Sized> transport::Provisioner for EngineProvisioner<'_, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unlock_limit_follows_ms_asprov() {
+        let mut policy = Policy::default();
+        assert_eq!(unlock_limit(&policy), None, "absent: no maximum");
+        policy
+            .set_by_name("MaxDevicePasswordFailedAttempts", "8")
+            .unwrap();
+        assert_eq!(unlock_limit(&policy), Some(8));
+        policy.set_by_name("DevicePasswordEnabled", "1").unwrap();
+        assert_eq!(unlock_limit(&policy), Some(8));
+        policy.set_by_name("DevicePasswordEnabled", "0").unwrap();
+        assert_eq!(unlock_limit(&policy), None, "ignored without a password");
+        policy.set_by_name("DevicePasswordEnabled", "1").unwrap();
+        policy
+            .set_by_name("MaxDevicePasswordFailedAttempts", "0")
+            .unwrap();
+        assert_eq!(unlock_limit(&policy), None);
+    }
 
     #[test]
     fn policy_limits_take_units_and_defaults_from_ms_asprov() {

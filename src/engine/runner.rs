@@ -1,7 +1,8 @@
 //! The long-running schedule of one account — what `easyncd` runs between start and
 //! SIGTERM. It owns the [`Account`] on a thread of its own (the transport blocks) and loops:
 //! a full cycle at start and then every `[sync] resync_interval`, push rounds in between,
-//! and whatever a [`Handle`] asks for (sync now, local changes, a new configuration, stop).
+//! and whatever a [`Handle`] asks for (sync now, local changes, a new configuration, a wipe
+//! of the device, stop).
 //! Every failure leads through [`super::reaction`] to a bounded wait or a parked state;
 //! nothing loops without waiting.
 //!
@@ -26,7 +27,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::account::{Account, EngineError, Progress, Summary};
+use super::account::{Account, EngineError, Progress, Summary, WipeNews};
 use super::outbox::OutboxSummary;
 use super::push::PushOutcome;
 use super::reaction::{self, PARKED_RETRY, Reaction};
@@ -142,6 +143,9 @@ pub enum Command {
     LocalChange,
     /// Carry on with a new configuration (a full cycle follows).
     Reload(Box<Config>),
+    /// Wipe the device now (too many failed unlocks): the request in flight is cancelled,
+    /// the full wipe's intent persisted and the wipe carried out at once.
+    WipeDevice,
     /// Finish and return from [`Runner::run`].
     Stop,
     /// Provision again at once so the hooks check compliance anew (a hook reported a
@@ -161,6 +165,7 @@ impl std::fmt::Debug for Command {
             Command::Stop => f.write_str("Stop"),
             Command::RecheckCompliance => f.write_str("RecheckCompliance"),
             Command::Run(_) => f.write_str("Run"),
+            Command::WipeDevice => f.write_str("WipeDevice"),
         }
     }
 }
@@ -207,6 +212,11 @@ pub enum Event {
         /// The verdict acknowledged (None: no policy was provisioned in this process).
         compliance: Option<Compliance>,
     },
+    /// A wipe was ordered: by the server's directive (`local` false, acknowledged) or on
+    /// the device ([`Handle::wipe_device`]).
+    WipeRequested { account_only: bool, local: bool },
+    /// A wipe ran to its end (the account stays parked as wiped).
+    WipeCompleted { account_only: bool },
     /// The runner stopped.
     Stopped,
 }
@@ -258,6 +268,14 @@ impl Handle {
         self.interrupter.cancel_all();
     }
 
+    /// Wipe the device at once (the policy's MaxDevicePasswordFailedAttempts reached, see
+    /// [`crate::device::unlock`]): the request in flight is cancelled, then the runner
+    /// persists the full wipe's intent and carries it out before anything else.
+    pub fn wipe_device(&self) {
+        let _ = self.commands.send(Command::WipeDevice);
+        self.interrupter.cancel_all();
+    }
+
     /// How many times the runner has drained its local watcher. Record it when the watcher
     /// descriptor turns readable; if it is unchanged when you act, the runner has not seen
     /// those events yet and [`Handle::local_change`] is due.
@@ -297,6 +315,10 @@ struct Due {
     failures: u32,
     /// A cycle ran since the last wipe order (it carries the wipe out when it can).
     wipe_tried: bool,
+    /// A wipe was ordered on the device and is not persisted yet.
+    local_wipe: bool,
+    /// The next cycle is the one run at once for a wipe order.
+    wipe_at_once: bool,
 }
 
 impl Runner {
@@ -346,6 +368,8 @@ impl Runner {
             last_cycle: None,
             failures: 0,
             wipe_tried: false,
+            local_wipe: false,
+            wipe_at_once: false,
         };
         loop {
             self.interrupter.control.acknowledge();
@@ -362,6 +386,36 @@ impl Runner {
                 }
                 self.drains.fetch_add(1, Ordering::SeqCst);
             }
+            if due.local_wipe {
+                due.local_wipe = false;
+                due.cycle = true;
+                match self.account.order_local_wipe() {
+                    Ok(()) => {
+                        due.wipe_tried = true;
+                        (self.events)(Event::WipeRequested {
+                            account_only: false,
+                            local: true,
+                        });
+                    }
+                    Err(e) => {
+                        // Asked again after a back-off (nothing else runs meanwhile).
+                        due.local_wipe = true;
+                        let after =
+                            Backoff::default().delay(due.failures, None, SystemTime::now(), 0);
+                        due.failures = due.failures.saturating_add(1);
+                        (self.events)(Event::Failed {
+                            message: format!("the wipe cannot be ordered: {e}"),
+                            reaction: Reaction::Retry { after },
+                            wait: Some(after),
+                        });
+                        if !self.wait(after) {
+                            (self.events)(Event::Stopped);
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
             let resync = self.account.config().sync().resync_interval;
             if due.last_cycle.is_some_and(|at| at.elapsed() >= resync) {
                 due.cycle = true;
@@ -376,8 +430,26 @@ impl Runner {
                 Step::Push
             };
             (self.events)(Event::Begin(step));
+            let at_once = std::mem::take(&mut due.wipe_at_once);
             let result = self.step(step);
             self.publish_policy();
+            for news in self.account.take_wipe_news() {
+                (self.events)(match news {
+                    WipeNews::Ordered { account_only } => {
+                        // A fresh order (also the server's repetition of one that failed)
+                        // is carried out at once, unless it came in the very cycle run at
+                        // once for an order: then it waits (no loop without a wait).
+                        if !at_once {
+                            due.wipe_tried = false;
+                        }
+                        Event::WipeRequested {
+                            account_only,
+                            local: false,
+                        }
+                    }
+                    WipeNews::Completed { account_only } => Event::WipeCompleted { account_only },
+                });
+            }
             match result {
                 Ok(()) => {
                     due.failures = 0;
@@ -420,6 +492,7 @@ impl Runner {
                         // once; one that is still pending after that waits to be told.
                         Reaction::Wipe { .. } if !due.wipe_tried => {
                             due.wipe_tried = true;
+                            due.wipe_at_once = true;
                             due.cycle = true;
                             Some(Duration::ZERO)
                         }
@@ -471,6 +544,7 @@ impl Runner {
                 work(&mut self.account);
                 self.publish_policy();
             }
+            Command::WipeDevice => due.local_wipe = true,
         }
         true
     }

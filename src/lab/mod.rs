@@ -26,7 +26,7 @@
 //!
 //! | Method and path | Body | Answer |
 //! |---|---|---|
-//! | `GET /state` | | policy, devices (keys, acks, DeviceInformation, wipe, per collection the SyncKey, item count and last FilterType), folders with counts, faults |
+//! | `GET /state` | | policy, devices (keys, acks, DeviceInformation, wipe, wipe_acks, per collection the SyncKey, item count and last FilterType), folders with counts, faults |
 //! | `GET /ca.pem` | | the lab CA certificate (PEM) |
 //! | `POST /client-cert` | `{"common_name": "..."}` | `{"cert_pem", "key_pem"}` signed by the lab CA |
 //! | `GET /items?folder=ID` | | the items of a folder (all without `folder`) |
@@ -73,7 +73,9 @@
 //!   [`Config::require_device_information`], an initial Provision without DeviceInformation
 //!   gets Status 165. DeviceInformation inside Provision before 14.1 is a protocol error (2).
 //! - Wipe: a pending wipe makes Provision answer with RemoteWipe (or AccountOnlyRemoteWipe
-//!   for 16.1); the acknowledgement is recorded and forgets the device's policy key. An
+//!   for 16.1); the acknowledgement is recorded (every status in `wipe_acks`) and forgets
+//!   the device's policy key. A device that comes back after its acknowledgement gets the
+//!   directive again (140, then RemoteWipe in Provision), as Exchange does. An
 //!   account-only wipe is never delivered to a client older than 16.1 (it stays pending and
 //!   blocks nothing for it).
 //! - Sync: SyncKeys look like `{1A2B3C4D}7`. A CollectionId that does not exist gets Status

@@ -14,10 +14,14 @@ use crate::eas::settings::{DEVICE_INFORMATION, SET as SETTINGS_SET, STATUS as SE
 use crate::wbxml::{ProtocolVersion, Tag};
 
 /// Whether a wipe is waiting to be delivered to a client of `version` (account-only wipes
-/// exist only in 16.1; an older client never gets one, see the module docs of `lab`).
+/// exist only in 16.1; an older client never gets one, see the module docs of `lab`). As
+/// Exchange does, a device that comes back after acknowledging a wipe (it failed, or it was
+/// not carried out) is given the directive again.
 pub fn wipe_due(wipe: Wipe, version: ProtocolVersion) -> bool {
     match wipe {
-        Wipe::Pending { account_only } | Wipe::Sent { account_only } => {
+        Wipe::Pending { account_only }
+        | Wipe::Sent { account_only }
+        | Wipe::Acknowledged { account_only, .. } => {
             !account_only || version >= ProtocolVersion::V16_1
         }
         _ => false,
@@ -91,6 +95,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
                 account_only,
                 status,
             };
+            d.wipe_acks.push(status);
             d.policy_key = None;
             d.temporary_key = None;
             drop(st);
@@ -106,7 +111,12 @@ pub fn handle(ctx: &Ctx) -> Reply {
     if wipe_due(d.wipe, v) {
         let account_only = matches!(
             d.wipe,
-            Wipe::Pending { account_only: true } | Wipe::Sent { account_only: true }
+            Wipe::Pending { account_only: true }
+                | Wipe::Sent { account_only: true }
+                | Wipe::Acknowledged {
+                    account_only: true,
+                    ..
+                }
         );
         d.wipe = Wipe::Sent { account_only };
         return document(v, |w| {

@@ -115,6 +115,8 @@ pub struct Device {
     pub policy_key: Option<u32>,
     pub policy_generation: u32,
     pub acks: Vec<u32>,
+    /// The status of every wipe acknowledgement, in order.
+    pub wipe_acks: Vec<u32>,
     pub device_information: Vec<(String, String)>,
     pub wipe: Wipe,
     pub hierarchy: Hierarchy,
@@ -135,6 +137,7 @@ impl Device {
             policy_key: None,
             policy_generation: 0,
             acks: Vec::new(),
+            wipe_acks: Vec::new(),
             device_information: Vec::new(),
             wipe: Wipe::None,
             hierarchy: Hierarchy::default(),
@@ -172,6 +175,7 @@ impl Device {
             "acks": self.acks,
             "device_information": info,
             "wipe": wipe,
+            "wipe_acks": self.wipe_acks,
             "hierarchy_sync_key": self.hierarchy.key,
             "collections": self.collections.iter().map(|(id, c)| (id.clone(), json!({
                 "sync_key": c.sync_key, "items": c.known.len(), "filter_type": c.filter_type}))).collect::<serde_json::Map<_, _>>(),

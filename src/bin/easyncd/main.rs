@@ -452,6 +452,28 @@ fn report(event: &Event, notifier: &Notifier) {
                 }
             }
         }
+        Event::WipeRequested {
+            account_only,
+            local,
+        } => {
+            let kind = if *account_only {
+                "account-only"
+            } else {
+                "full"
+            };
+            let by = if *local { "the device" } else { "the server" };
+            log::warn!("a {kind} wipe was ordered by {by}");
+            notifier.status(&format!("wiping ({kind}, ordered by {by})"));
+        }
+        Event::WipeCompleted { account_only } => {
+            let kind = if *account_only {
+                "account-only"
+            } else {
+                "full"
+            };
+            log::warn!("the {kind} wipe is complete");
+            notifier.status(&format!("wiped ({kind})"));
+        }
         Event::Stopped => log::info!("engine stopped"),
     }
 }

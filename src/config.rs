@@ -437,6 +437,10 @@ pub struct Device {
     pub device_type: String,
     /// An explicit id; `None`: derived from the machine id (see [`derive_device_id`]).
     pub device_id: Option<String>,
+    /// The roaming signal: the device is roaming while this file exists (a modem script,
+    /// or D-Bus `SetRoaming`, creates and removes it). Set, easync enforces the policy's
+    /// RequireManualSyncWhenRoaming itself; unset, it reports that element as not applied.
+    pub roaming_file: Option<PathBuf>,
 }
 
 /// `[hooks]`: the programs enforcing the server's security policy (absolute paths to
@@ -512,6 +516,7 @@ impl Default for Device {
             phone_number: None,
             device_type: DEFAULT_DEVICE_TYPE.into(),
             device_id: None,
+            roaming_file: None,
         }
     }
 }
@@ -896,6 +901,7 @@ struct RawDevice {
     phone_number: Option<String>,
     device_type: Option<String>,
     device_id: Option<String>,
+    roaming_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1627,6 +1633,7 @@ fn build_device(raw: RawDevice, cx: &Context<'_>) -> Result<Device> {
         phone_number,
         device_type,
         device_id,
+        roaming_file: cx.path("device.roaming_file", raw.roaming_file)?,
     })
 }
 

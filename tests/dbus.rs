@@ -1011,3 +1011,175 @@ fn failed_unlocks_reported_over_dbus_wipe_the_device_at_the_policys_limit() {
         (Some("full"), Some("completed"))
     );
 }
+
+fn device_requests(lab: &Lab, device_id: &str) -> u64 {
+    lab.device(device_id)["requests"].as_u64().unwrap()
+}
+
+/// Mail files of the inbox on disk.
+fn inbox_files(data: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(data.join("mail/Inbox").join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[test]
+fn while_roaming_under_a_manual_sync_policy_only_asked_syncs_go_out() {
+    let lab = Lab::start(Lab::default_config());
+    let mut policy = easync::lab::default_policy();
+    policy.push(("RequireManualSyncWhenRoaming".into(), "1".into()));
+    lab.handle.set_policy(policy).unwrap();
+    let url = lab.handle.http_url().unwrap();
+    let dir = common::setup::TempDir::new("dbusroamingflag");
+    let roaming = dir.0.join("run/roaming");
+    // A lock-screen hook that applies its elements, so the verdict shows the roaming rule.
+    let hook = dir.0.join("device-lock");
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let setup = Setup::new(
+        &url,
+        lab.handle.user(),
+        "labpass",
+        None,
+        "dbusroaming",
+        &format!(
+            "{PUSH}[hooks]\ndevice_lock = {:?}\n",
+            hook.display().to_string()
+        ),
+    );
+    // The roaming signal goes into [device].
+    let text = std::fs::read_to_string(&setup.config_path)
+        .unwrap()
+        .replace(
+            "[device]\n",
+            &format!(
+                "[device]\nroaming_file = {:?}\n",
+                roaming.display().to_string()
+            ),
+        );
+    std::fs::write(&setup.config_path, text).unwrap();
+    let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
+    let rt = runtime();
+    let daemon = Daemon::start(&setup, &bus, false);
+    rt.block_on(async {
+        let connection = connect(&bus).await;
+        let p = proxy(&connection).await;
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(60),
+            |s: &String| s == "listening",
+        )
+        .await;
+        // The hook applies the lock rules and easync the roaming rule: fully compliant.
+        let (status, missing): (String, Vec<String>) = p.get_property("Compliance").await.unwrap();
+        assert_eq!((status.as_str(), missing), ("compliant", vec![]));
+
+        p.call::<_, _, ()>("SetRoaming", &(true,)).await.unwrap();
+        assert!(roaming.exists());
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(20),
+            |s: &String| s == "roaming",
+        )
+        .await;
+        // Nothing goes out by itself: a new mail is not fetched, no request is sent.
+        let before = device_requests(&lab, &setup.device_id);
+        lab.handle
+            .add_mail(folder::INBOX, "while roaming", "waits for a manual sync")
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            device_requests(&lab, &setup.device_id),
+            before,
+            "no request while roaming"
+        );
+        assert!(
+            !inbox_files(&setup.data())
+                .iter()
+                .any(|m| m.contains("while roaming"))
+        );
+        // A sync asked for runs, then the account holds again.
+        let last: u64 = p.get_property("LastSync").await.unwrap();
+        p.call::<_, _, ()>("SyncNow", &()).await.unwrap();
+        wait_property(
+            &p,
+            &daemon,
+            "LastSync",
+            Duration::from_secs(30),
+            |t: &u64| *t >= last,
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !inbox_files(&setup.data())
+            .iter()
+            .any(|m| m.contains("while roaming"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the asked sync brought the mail\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(20),
+            |s: &String| s == "roaming",
+        )
+        .await;
+    });
+    // A restart while roaming holds from the start (the policy is kept on disk).
+    drop(daemon);
+    let before = device_requests(&lab, &setup.device_id);
+    let daemon = Daemon::start(&setup, &bus, false);
+    rt.block_on(async {
+        let connection = connect(&bus).await;
+        let p = proxy(&connection).await;
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(20),
+            |s: &String| s == "roaming",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            device_requests(&lab, &setup.device_id),
+            before,
+            "no request at start"
+        );
+        // Roaming ends: push resumes.
+        p.call::<_, _, ()>("SetRoaming", &(false,)).await.unwrap();
+        assert!(!roaming.exists());
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(30),
+            |s: &String| s == "listening",
+        )
+        .await;
+    });
+    let off = ctl(&bus, &["roaming", "on"]);
+    assert!(
+        off.status.success(),
+        "{}",
+        String::from_utf8_lossy(&off.stderr)
+    );
+    assert!(roaming.exists());
+}

@@ -60,6 +60,7 @@ pub struct Account1 {
     view: Arc<Mutex<AccountView>>,
     email: String,
     auth_method: &'static str,
+    roaming_file: Option<PathBuf>,
 }
 
 impl Account1 {
@@ -74,6 +75,7 @@ impl Account1 {
                 AuthSource::OAuth(_) => "oauth",
                 _ => "password",
             },
+            roaming_file: config.device().roaming_file.clone(),
         }
     }
 
@@ -199,6 +201,40 @@ impl Account1 {
         let handle = self.handle.clone();
         blocking(move || handle.sync_now()).await?;
         Ok((enrolled.url, enrolled.protocol_version))
+    }
+
+    /// The modem's roaming state changed. Kept in `device.roaming_file` (exists while
+    /// roaming); with the policy's RequireManualSyncWhenRoaming nothing syncs by itself
+    /// while roaming. Error NotSupported when no roaming file is configured.
+    async fn set_roaming(&self, roaming: bool) -> fdo::Result<()> {
+        let Some(file) = self.roaming_file.clone() else {
+            return Err(fdo::Error::NotSupported(
+                "no roaming signal is configured: set device.roaming_file".into(),
+            ));
+        };
+        let changed = blocking(move || -> Result<bool, String> {
+            let exists = file.exists();
+            if roaming && !exists {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                std::fs::write(&file, b"").map_err(|e| format!("{}: {e}", file.display()))?;
+            } else if !roaming && exists {
+                std::fs::remove_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+            Ok(roaming != exists)
+        })
+        .await?
+        .map_err(|e| fdo::Error::Failed(format!("cannot record the roaming state: {e}")))?;
+        if changed {
+            log::info!(
+                "roaming {} (D-Bus)",
+                if roaming { "started" } else { "ended" }
+            );
+            let handle = self.handle.clone();
+            blocking(move || handle.wake()).await?;
+        }
+        Ok(())
     }
 
     /// A hook's device state changed: provision again so the hooks are asked anew.

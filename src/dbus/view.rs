@@ -36,6 +36,8 @@ pub enum State {
     Blocked,
     /// The configuration is wrong (URL, trust); fix it and reload.
     NeedsConfiguration,
+    /// Roaming, and the policy requires manual sync then: syncs only when asked.
+    Roaming,
     /// A remote wipe was ordered and is being carried out.
     Wiping,
     /// The account was wiped.
@@ -58,6 +60,7 @@ impl State {
             State::BlockedByPolicy => "blocked-by-policy",
             State::Blocked => "blocked",
             State::NeedsConfiguration => "needs-configuration",
+            State::Roaming => "roaming",
             State::Wiping => "wiping",
             State::Wiped => "wiped",
             State::Stopped => "stopped",
@@ -345,6 +348,11 @@ impl AccountView {
                     }
                 }
             }
+            Event::Roaming => self.set_state(
+                State::Roaming,
+                "roaming: the policy allows syncing only when asked (SyncNow)".into(),
+                &mut changes,
+            ),
             Event::WipeRequested {
                 account_only,
                 local,

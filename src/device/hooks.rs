@@ -57,7 +57,7 @@ pub enum Concern {
     Policy,
     /// easync itself: the caps on what it requests and keeps.
     Easync,
-    /// easync itself, but only with a roaming signal, which it does not have: never applied.
+    /// easync itself, when it has a roaming signal (`device.roaming_file`).
     Roaming,
 }
 
@@ -288,7 +288,7 @@ impl HookSet {
 
     /// Enforces `policy`: runs each configured hook whose concern has elements needing
     /// enforcement and gives the verdict. `applied_by_easync` names those of easync's own
-    /// elements ([`EASYNC`]) the engine really applies. A failed hook is logged and leaves
+    /// elements ([`EASYNC`], and RequireManualSyncWhenRoaming) the engine really applies. A failed hook is logged and leaves
     /// its elements missing.
     pub fn enforce(&self, policy: &Policy, applied_by_easync: &[&str]) -> Compliance {
         let needing = needs_enforcing(policy);
@@ -296,7 +296,9 @@ impl HookSet {
         let mut applied: BTreeSet<&'static str> = BTreeSet::new();
         let mut errors = Vec::new();
         for name in &needing {
-            if concern(name) == Concern::Easync && applied_by_easync.contains(name) {
+            if matches!(concern(name), Concern::Easync | Concern::Roaming)
+                && applied_by_easync.contains(name)
+            {
                 applied.insert(name);
             }
         }

@@ -400,6 +400,7 @@ fn folder_path<'s>(state: &'s AccountState, id: &str) -> Vec<&'s str> {
 
 impl Account {
     pub fn new(config: config::Config) -> Account {
+        let saved_policy = super::enforce::saved_policy(config.data_dir());
         let state_file = StateFile::new(config.data_dir());
         Account {
             config,
@@ -411,17 +412,44 @@ impl Account {
             uploads: super::upload::UploadMemory::new(),
             sign_in: SignIn::default(),
             compliance: Arc::default(),
-            policy: Arc::default(),
+            policy: Arc::new(Mutex::new(saved_policy)),
             recheck_policy: true,
             trying_password: None,
             wipe_news: Mutex::default(),
         }
     }
 
-    /// The elements (name, value) of the last policy this process provisioned (`None`
-    /// before the first provisioning; empty when the server has no policy).
+    /// The elements (name, value) of the last policy provisioned — in this process, or kept
+    /// from an earlier one (`state/policy.json`) — `None` when none is known; empty when the
+    /// server has no policy.
     pub fn policy(&self) -> Option<Vec<(&'static str, String)>> {
         self.policy.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    /// Whether only asked-for syncs may run now: the device has a roaming signal
+    /// (`device.roaming_file`), it is roaming, and the policy has
+    /// RequireManualSyncWhenRoaming.
+    pub fn manual_sync_only(&self) -> bool {
+        let Some(file) = &self.config.device().roaming_file else {
+            return false;
+        };
+        file.exists()
+            && self.policy().is_some_and(|p| {
+                p.iter()
+                    .any(|(n, v)| *n == "RequireManualSyncWhenRoaming" && v == "1")
+            })
+    }
+
+    /// Whether a wipe is ordered and not yet completed (it runs whatever else is held).
+    pub fn wipe_pending(&self) -> bool {
+        match wipe::progress(self.data_dir()) {
+            Ok(Some(p)) => p.phase != wipe::Phase::Completed,
+            Ok(None) => self
+                .state_file
+                .load()
+                .is_ok_and(|l| l.into_state().wipe_intent.is_some()),
+            Err(_) => true,
+        }
     }
 
     /// Makes the next cycle provision again, so the hooks are asked anew and the server
@@ -468,6 +496,7 @@ impl Account {
             Arc::clone(&self.compliance),
         )
         .with_policy_slot(Arc::clone(&self.policy))
+        .with_roaming_signal(self.config.device().roaming_file.is_some())
     }
 
     /// Where an OAuth account's device sign-in shows the code to enter (by default a

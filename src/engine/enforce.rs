@@ -35,6 +35,39 @@ pub struct HookEnforcer {
     policy: Option<PolicySlot>,
     /// The last wipe directive was acknowledged as failed for an earlier attempt.
     withdrew_failed_wipe: bool,
+    /// The device reports roaming (`device.roaming_file`): the engine then applies
+    /// RequireManualSyncWhenRoaming itself.
+    roaming_signal: bool,
+}
+
+/// The file under `data_dir/state/` keeping the last policy's elements (JSON), so the
+/// D-Bus `Policy` and the roaming rule are known before the first provisioning of a run.
+pub const POLICY_FILE: &str = "policy.json";
+
+/// The policy elements kept in `data_dir/state/policy.json`, if any (a damaged file is
+/// ignored with a warning: the next provisioning writes it again).
+pub fn saved_policy(data_dir: &std::path::Path) -> Option<Vec<(&'static str, String)>> {
+    let path = data_dir.join("state").join(POLICY_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&bytes) {
+        Ok(map) => Some(
+            map.into_iter()
+                .filter_map(|(name, value)| {
+                    crate::eas::policy::Policy::ELEMENT_NAMES
+                        .iter()
+                        .find(|n| **n == name)
+                        .map(|n| (*n, value))
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            log::warn!(
+                "{} is damaged ({e}); it is written again at the next provisioning",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 impl HookEnforcer {
@@ -46,6 +79,30 @@ impl HookEnforcer {
             compliance,
             policy: None,
             withdrew_failed_wipe: false,
+            roaming_signal: false,
+        }
+    }
+
+    /// The device has a roaming signal, so RequireManualSyncWhenRoaming is applied by the
+    /// engine.
+    pub fn with_roaming_signal(mut self, on: bool) -> Self {
+        self.roaming_signal = on;
+        self
+    }
+
+    fn keep_policy(&self, elements: &[(&'static str, String)]) {
+        let Some(dir) = self.state_file.path().parent() else {
+            return;
+        };
+        let map: std::collections::BTreeMap<&str, &str> =
+            elements.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let json = serde_json::to_vec_pretty(&map).unwrap_or_default();
+        if let Err(e) = crate::store::atomic::replace_file(
+            &dir.join(POLICY_FILE),
+            &json,
+            crate::store::atomic::PRIVATE_FILE_MODE,
+        ) {
+            log::warn!("cannot keep the policy for the next start: {e}");
         }
     }
 
@@ -69,13 +126,19 @@ impl HookEnforcer {
 
 impl Enforcer for HookEnforcer {
     fn apply(&mut self, policy: &Policy) -> AckStatus {
+        let elements = policy.elements();
+        self.keep_policy(&elements);
         if let Some(slot) = &self.policy {
             if let Ok(mut slot) = slot.lock() {
-                *slot = Some(policy.elements());
+                *slot = Some(elements);
             }
         }
+        let mut by_engine: Vec<&str> = APPLIED_BY_ENGINE.to_vec();
+        if self.roaming_signal {
+            by_engine.push("RequireManualSyncWhenRoaming");
+        }
         let verdict = match &self.hooks {
-            Some(hooks) => hooks.enforce(policy, &APPLIED_BY_ENGINE),
+            Some(hooks) => hooks.enforce(policy, &by_engine),
             None => {
                 let status = HonestEnforcer {
                     state_file: &self.state_file,

@@ -154,6 +154,8 @@ pub enum Command {
     /// Run this with the account between two steps (on-demand work of a front end, such as
     /// fetching an attachment).
     Run(Box<dyn FnOnce(&mut Account) + Send>),
+    /// Look again at what is due (the roaming signal changed).
+    Wake,
 }
 
 impl std::fmt::Debug for Command {
@@ -166,6 +168,7 @@ impl std::fmt::Debug for Command {
             Command::RecheckCompliance => f.write_str("RecheckCompliance"),
             Command::Run(_) => f.write_str("Run"),
             Command::WipeDevice => f.write_str("WipeDevice"),
+            Command::Wake => f.write_str("Wake"),
         }
     }
 }
@@ -217,6 +220,8 @@ pub enum Event {
     WipeRequested { account_only: bool, local: bool },
     /// A wipe ran to its end (the account stays parked as wiped).
     WipeCompleted { account_only: bool },
+    /// Roaming, and the policy requires manual sync then: nothing goes out until asked.
+    Roaming,
     /// The runner stopped.
     Stopped,
 }
@@ -249,6 +254,11 @@ impl Handle {
     /// Use `config` from now on.
     pub fn reload(&self, config: Config) {
         self.send(Command::Reload(Box::new(config)));
+    }
+
+    /// Look again at what is due (the roaming signal changed).
+    pub fn wake(&self) {
+        self.send(Command::Wake);
     }
 
     /// Provision again now, asking the hooks anew (a cycle follows).
@@ -319,7 +329,13 @@ struct Due {
     local_wipe: bool,
     /// The next cycle is the one run at once for a wipe order.
     wipe_at_once: bool,
+    /// A sync was asked for (SyncNow): it runs even while roaming forbids automatic ones.
+    asked: bool,
 }
+
+/// While roaming with manual sync only, how often the runner looks whether roaming ended
+/// (the roaming file may be changed by a script that does not tell the daemon).
+const ROAMING_CHECK: Duration = Duration::from_secs(60);
 
 impl Runner {
     /// A runner for `account`, reporting to `events`, and the handle that steers it.
@@ -370,6 +386,7 @@ impl Runner {
             wipe_tried: false,
             local_wipe: false,
             wipe_at_once: false,
+            asked: false,
         };
         loop {
             self.interrupter.control.acknowledge();
@@ -429,6 +446,21 @@ impl Runner {
             } else {
                 Step::Push
             };
+            // RequireManualSyncWhenRoaming: while roaming only what was asked for goes out
+            // (the cycle, then its uploads and outbox); a wipe is never held back.
+            let wiping = due.wipe_tried || due.wipe_at_once || self.account.wipe_pending();
+            if !wiping && self.account.manual_sync_only() && (!due.asked || step == Step::Push) {
+                due.asked = false;
+                (self.events)(Event::Roaming);
+                if !self.wait(ROAMING_CHECK) {
+                    (self.events)(Event::Stopped);
+                    return;
+                }
+                continue;
+            }
+            if step == Step::Push {
+                due.asked = false;
+            }
             (self.events)(Event::Begin(step));
             let at_once = std::mem::take(&mut due.wipe_at_once);
             let result = self.step(step);
@@ -526,7 +558,11 @@ impl Runner {
     fn take(&mut self, command: Command, due: &mut Due) -> bool {
         match command {
             Command::Stop => return false,
-            Command::SyncNow => due.cycle = true,
+            Command::SyncNow => {
+                due.cycle = true;
+                due.asked = true;
+            }
+            Command::Wake => {}
             Command::LocalChange => {
                 due.uploads = true;
                 due.outbox = true;

@@ -13,8 +13,9 @@ use serde_json::{Value as Json, json};
 use zbus::zvariant::{OwnedFd, OwnedValue};
 
 /// The commands this module serves.
-pub const COMMANDS: [&str; 10] = [
+pub const COMMANDS: [&str; 11] = [
     "status",
+    "roaming",
     "enroll",
     "sync",
     "folders",
@@ -34,6 +35,7 @@ pub const USAGE: &str = "\
        easyncctl [--bus B] [--json] policy
        easyncctl [--bus B] [--json] wipe-status
        easyncctl [--bus B] report-compliance
+       easyncctl [--bus B] roaming on|off
        easyncctl [--bus B] [--json] unlock failed|ok
        easyncctl [--bus B] send MESSAGE_FILE
        easyncctl [--bus B] fetch FILE_REFERENCE OUTPUT_FILE
@@ -47,6 +49,7 @@ pub const USAGE: &str = "\
   policy          the server's policy, element by element, in plain words
   wipe-status     a remote wipe's kind and how far it got
   report-compliance  the device changed (a hook's concern): check the policy again
+  roaming         tell easync the modem started or stopped roaming
   unlock          tell easync about a failed or successful unlock of the lock screen
   send            queue a message (RFC 5322 file) in the outbox and send it
   fetch           download an attachment by its file reference
@@ -228,6 +231,13 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
                     }
                 },
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        ["roaming", on @ ("on" | "off")] => {
+            daemon.call::<_, ()>("SetRoaming", &(*on == "on",)).await?;
+            say(o.json, json!({ "roaming": *on == "on" }), || {
+                format!("roaming {on}")
+            });
             Ok(ExitCode::SUCCESS)
         }
         ["report-compliance"] => {

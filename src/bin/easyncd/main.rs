@@ -474,6 +474,7 @@ fn report(event: &Event, notifier: &Notifier) {
             log::warn!("the {kind} wipe is complete");
             notifier.status(&format!("wiped ({kind})"));
         }
+        Event::Roaming => notifier.status("roaming: syncing only when asked (policy)"),
         Event::Stopped => log::info!("engine stopped"),
     }
 }

@@ -1183,3 +1183,61 @@ fn while_roaming_under_a_manual_sync_policy_only_asked_syncs_go_out() {
     );
     assert!(roaming.exists());
 }
+
+#[test]
+fn a_refusal_of_partial_compliance_shows_blocked_by_policy_with_the_missing_elements() {
+    let lab = Lab::start(Lab::default_config());
+    let mut policy = easync::lab::default_policy();
+    policy.retain(|(k, _)| k != "AllowCamera");
+    policy.push(("AllowCamera".into(), "0".into()));
+    lab.handle.set_policy(policy).unwrap();
+    lab.handle.set_require_full_compliance(true);
+    let url = lab.handle.http_url().unwrap();
+    let dir = common::setup::TempDir::new("dbusblockedhook");
+    // The lock screen is handled; nothing disables the camera: a partial acknowledgement.
+    let hook = dir.0.join("device-lock");
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let setup = Setup::new(
+        &url,
+        lab.handle.user(),
+        "labpass",
+        None,
+        "dbusblocked",
+        &format!(
+            "{PUSH}[hooks]\ndevice_lock = {:?}\n",
+            hook.display().to_string()
+        ),
+    );
+    let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
+    let daemon = Daemon::start(&setup, &bus, false);
+    let rt = runtime();
+    rt.block_on(async {
+        let connection = connect(&bus).await;
+        let p = proxy(&connection).await;
+        wait_property(
+            &p,
+            &daemon,
+            "State",
+            Duration::from_secs(60),
+            |s: &String| s == "blocked-by-policy",
+        )
+        .await;
+        let (status, missing): (String, Vec<String>) = p.get_property("Compliance").await.unwrap();
+        assert_eq!(
+            (status.as_str(), missing),
+            ("blocked", vec!["AllowCamera".to_string()])
+        );
+        let detail: String = p.get_property("StateDetail").await.unwrap();
+        assert!(detail.contains("AllowCamera"), "{detail}");
+    });
+    let status = ctl_json(&bus, &["status"]);
+    assert_eq!(status["state"], "blocked-by-policy");
+    assert_eq!(status["compliance"]["missing"][0], "AllowCamera");
+    let text = ctl(&bus, &["policy"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("NOT APPLIED  AllowCamera = 0: the camera is disabled"),
+        "{text}"
+    );
+}

@@ -239,6 +239,18 @@ pub enum EasVersion {
 }
 
 impl EasVersion {
+    /// The protocol version this cap names.
+    pub const fn protocol(self) -> crate::eas::ProtocolVersion {
+        use crate::eas::ProtocolVersion as P;
+        match self {
+            EasVersion::V12_1 => P::V12_1,
+            EasVersion::V14_0 => P::V14_0,
+            EasVersion::V14_1 => P::V14_1,
+            EasVersion::V16_0 => P::V16_0,
+            EasVersion::V16_1 => P::V16_1,
+        }
+    }
+
     pub const ALL: [EasVersion; 5] = [
         EasVersion::V12_1,
         EasVersion::V14_0,

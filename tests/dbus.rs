@@ -20,7 +20,7 @@ use common::lab::Lab;
 use common::setup::Setup;
 use easync::dbus::{ACCOUNT_INTERFACE, ACCOUNT_PATH, ACCOUNT_XML, BUS_NAME};
 use easync::lab::NewItem;
-use easync::lab::model::{Attachment, Prop};
+use easync::lab::model::Prop;
 use easync::lab::seed::folder;
 use zbus::zvariant::{OwnedFd, OwnedValue};
 
@@ -126,6 +126,18 @@ where
     );
 }
 
+/// Waits until the `State` property is `state`; panics with the log after `secs`.
+async fn wait_state(p: &zbus::Proxy<'_>, daemon: &Daemon, state: &str, secs: u64) -> String {
+    wait_property(
+        p,
+        daemon,
+        "State",
+        Duration::from_secs(secs),
+        |s: &String| s == state,
+    )
+    .await
+}
+
 /// The members of one interface in an introspection document: "method Name(in s a, out u b)",
 /// "property Name s readwrite", "signal Name(s a)".
 fn members(xml: &str, interface: &str) -> BTreeSet<String> {
@@ -201,29 +213,6 @@ fn members(xml: &str, interface: &str) -> BTreeSet<String> {
     out
 }
 
-fn mail_with_attachment(lab: &Lab, data: Vec<u8>) -> String {
-    lab.handle
-        .add_item(NewItem {
-            folder_id: folder::INBOX.into(),
-            props: vec![
-                Prop::text("To", format!("<{}>", lab.handle.user())),
-                Prop::text("From", "<admin@example.com>"),
-                Prop::text("Subject", "with attachment"),
-                Prop::text("Read", "0"),
-                Prop::text("MessageClass", "IPM.Note"),
-            ],
-            body: "see attached".into(),
-            attachments: vec![Attachment {
-                name: "report.bin".into(),
-                content_type: "application/octet-stream".into(),
-                data,
-                inline: false,
-            }],
-            ..NewItem::default()
-        })
-        .unwrap()
-}
-
 fn ctl(bus: &PrivateBus, args: &[&str]) -> Output {
     Command::new(EASYNCCTL)
         .args(["--bus", "session"])
@@ -260,7 +249,10 @@ fn lab_acks(lab: &Lab, device_id: &str) -> usize {
 fn the_service_mirrors_the_account_and_its_methods_work() {
     let lab = Lab::start(Lab::default_config());
     let attachment: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let reference = format!("{}:0", mail_with_attachment(&lab, attachment.clone()));
+    let reference = format!(
+        "{}:0",
+        lab.mail_with_attachment("report.bin", attachment.clone())
+    );
     let url = lab.handle.http_url().unwrap();
     let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "dbus", PUSH);
     let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
@@ -307,14 +299,7 @@ fn the_service_mirrors_the_account_and_its_methods_work() {
             .await
             .unwrap();
         let mut states = cached.receive_property_changed::<String>("State").await;
-        let state: String = wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(60),
-            |s: &String| s == "listening",
-        )
-        .await;
+        let state = wait_state(&p, &daemon, "listening", 60).await;
         assert_eq!(state, "listening");
         // PropertiesChanged carried the state as it moved.
         let changed = tokio::time::timeout(Duration::from_secs(5), async {
@@ -392,14 +377,7 @@ fn the_service_mirrors_the_account_and_its_methods_work() {
 
         // NewItems comes with a pushed mail.
         let mut new_items = p.receive_signal("NewItems").await.unwrap();
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(30),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 30).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         lab.handle
             .add_mail(folder::INBOX, "over dbus", "pushed")
@@ -486,14 +464,7 @@ fn the_service_mirrors_the_account_and_its_methods_work() {
         }
 
         // The disabled contacts folder was left alone by the syncs since.
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(30),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 30).await;
         let after = std::fs::read_dir(setup.data().join("contacts/Contacts"))
             .unwrap()
             .count();
@@ -612,14 +583,7 @@ fn on_a_system_bus_the_shipped_policy_lets_root_and_the_group_in_and_nobody_else
     rt.block_on(async {
         let connection = connect(&bus).await;
         let p = proxy(&connection).await;
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(60),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 60).await;
     });
 
     // Root (this test) may call.
@@ -761,14 +725,7 @@ fn enroll_checks_the_password_keeps_it_and_takes_the_server_autodiscover_missed(
         let mode = std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read_to_string(&stored).unwrap(), "labpass");
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(60),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 60).await;
     });
     // easyncctl enroll with the password on standard input (a re-enrollment).
     let mut child = Command::new(EASYNCCTL)
@@ -800,14 +757,7 @@ fn enroll_checks_the_password_keeps_it_and_takes_the_server_autodiscover_missed(
     rt.block_on(async {
         let connection = connect(&bus).await;
         let p = proxy(&connection).await;
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(60),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 60).await;
     });
 }
 
@@ -885,14 +835,7 @@ fn an_oauth_account_signals_its_device_code_and_enrolls_without_a_password() {
         assert!(detail.contains(&code), "{detail}");
         lab.handle.oauth_approve(&code).unwrap();
         let daemon = Daemon { child, log };
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(60),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 60).await;
         let method: String = p.get_property("AuthMethod").await.unwrap();
         assert_eq!(method, "oauth");
         // Signed in: Enroll confirms at once; a password makes no sense here.
@@ -942,14 +885,7 @@ fn failed_unlocks_reported_over_dbus_wipe_the_device_at_the_policys_limit() {
         rt.block_on(async {
             let connection = connect(&bus).await;
             let p = proxy(&connection).await;
-            wait_property(
-                &p,
-                &daemon,
-                "State",
-                Duration::from_secs(60),
-                |s: &String| s == "listening",
-            )
-            .await;
+            wait_state(&p, &daemon, "listening", 60).await;
         });
         daemon
     };
@@ -994,14 +930,7 @@ fn failed_unlocks_reported_over_dbus_wipe_the_device_at_the_policys_limit() {
         .unwrap();
         let account_only: bool = signal.body().deserialize().unwrap();
         assert!(!account_only);
-        let state: String = wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(10),
-            |s: &String| s == "wiped",
-        )
-        .await;
+        let state = wait_state(&p, &daemon, "wiped", 10).await;
         assert_eq!(state, "wiped");
     });
     assert!(!target.join("photos").exists(), "the target was wiped");
@@ -1072,28 +1001,14 @@ fn while_roaming_under_a_manual_sync_policy_only_asked_syncs_go_out() {
     rt.block_on(async {
         let connection = connect(&bus).await;
         let p = proxy(&connection).await;
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(60),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 60).await;
         // The hook applies the lock rules and easync the roaming rule: fully compliant.
         let (status, missing): (String, Vec<String>) = p.get_property("Compliance").await.unwrap();
         assert_eq!((status.as_str(), missing), ("compliant", vec![]));
 
         p.call::<_, _, ()>("SetRoaming", &(true,)).await.unwrap();
         assert!(roaming.exists());
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(20),
-            |s: &String| s == "roaming",
-        )
-        .await;
+        wait_state(&p, &daemon, "roaming", 20).await;
         // Nothing goes out by itself: a new mail is not fetched, no request is sent.
         let before = device_requests(&lab, &setup.device_id);
         lab.handle
@@ -1133,14 +1048,7 @@ fn while_roaming_under_a_manual_sync_policy_only_asked_syncs_go_out() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(20),
-            |s: &String| s == "roaming",
-        )
-        .await;
+        wait_state(&p, &daemon, "roaming", 20).await;
     });
     // A restart while roaming holds from the start (the policy is kept on disk).
     drop(daemon);
@@ -1149,14 +1057,7 @@ fn while_roaming_under_a_manual_sync_policy_only_asked_syncs_go_out() {
     rt.block_on(async {
         let connection = connect(&bus).await;
         let p = proxy(&connection).await;
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(20),
-            |s: &String| s == "roaming",
-        )
-        .await;
+        wait_state(&p, &daemon, "roaming", 20).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(
             device_requests(&lab, &setup.device_id),
@@ -1166,14 +1067,7 @@ fn while_roaming_under_a_manual_sync_policy_only_asked_syncs_go_out() {
         // Roaming ends: push resumes.
         p.call::<_, _, ()>("SetRoaming", &(false,)).await.unwrap();
         assert!(!roaming.exists());
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(30),
-            |s: &String| s == "listening",
-        )
-        .await;
+        wait_state(&p, &daemon, "listening", 30).await;
     });
     let off = ctl(&bus, &["roaming", "on"]);
     assert!(
@@ -1215,14 +1109,7 @@ fn a_refusal_of_partial_compliance_shows_blocked_by_policy_with_the_missing_elem
     rt.block_on(async {
         let connection = connect(&bus).await;
         let p = proxy(&connection).await;
-        wait_property(
-            &p,
-            &daemon,
-            "State",
-            Duration::from_secs(60),
-            |s: &String| s == "blocked-by-policy",
-        )
-        .await;
+        wait_state(&p, &daemon, "blocked-by-policy", 60).await;
         let (status, missing): (String, Vec<String>) = p.get_property("Compliance").await.unwrap();
         assert_eq!(
             (status.as_str(), missing),

@@ -18,7 +18,7 @@ use easync::config::Config;
 use easync::engine::account::{Account, EngineError};
 use easync::engine::fetch::{self, TRUNCATED_HEADER};
 use easync::engine::outbox::FAILED_DIR;
-use easync::lab::model::{Attachment, Prop};
+use easync::lab::model::Prop;
 use easync::lab::seed::folder;
 use easync::lab::{Fault, FaultKind, NewItem};
 use easync::store::state::StateFile;
@@ -271,29 +271,6 @@ fn server_and_network_faults_keep_messages_queued() {
     }
 }
 
-fn mail_with_attachment(lab: &Lab, data: Vec<u8>) -> String {
-    lab.handle
-        .add_item(NewItem {
-            folder_id: folder::INBOX.into(),
-            props: vec![
-                Prop::text("To", format!("<{}>", lab.handle.user())),
-                Prop::text("From", "<admin@example.com>"),
-                Prop::text("Subject", "with attachment"),
-                Prop::text("Read", "0"),
-                Prop::text("MessageClass", "IPM.Note"),
-            ],
-            body: "see attached".into(),
-            attachments: vec![Attachment {
-                name: "data.bin".into(),
-                content_type: "application/octet-stream".into(),
-                data,
-                inline: false,
-            }],
-            ..NewItem::default()
-        })
-        .unwrap()
-}
-
 fn pseudo_random(len: usize) -> Vec<u8> {
     let mut x: u32 = 0x2545_f491;
     (0..len)
@@ -322,8 +299,8 @@ fn attachments_are_fetched_into_files_within_the_policy() {
     let lab = lab_with_policy(&[("MaxAttachmentSize", "20000")]);
     let small = pseudo_random(15_000);
     let large = pseudo_random(60_000);
-    let small_ref = format!("{}:0", mail_with_attachment(&lab, small.clone()));
-    let large_ref = format!("{}:0", mail_with_attachment(&lab, large));
+    let small_ref = format!("{}:0", lab.mail_with_attachment("data.bin", small.clone()));
+    let large_ref = format!("{}:0", lab.mail_with_attachment("data.bin", large));
     for version in ["12.1", "16.1"] {
         let setup = Setup::new(&lab, version, &format!("att{version}"));
         let mut account = setup.account();

@@ -373,16 +373,6 @@ fn mime_truncation_code(cap: u64) -> u8 {
         .map_or(0, |i| i as u8)
 }
 
-fn protocol(version: config::EasVersion) -> ProtocolVersion {
-    match version {
-        config::EasVersion::V12_1 => ProtocolVersion::V12_1,
-        config::EasVersion::V14_0 => ProtocolVersion::V14_0,
-        config::EasVersion::V14_1 => ProtocolVersion::V14_1,
-        config::EasVersion::V16_0 => ProtocolVersion::V16_0,
-        config::EasVersion::V16_1 => ProtocolVersion::V16_1,
-    }
-}
-
 /// The display-name path of folder `id` from the top (bounded against parent loops).
 fn folder_path<'s>(state: &'s AccountState, id: &str) -> Vec<&'s str> {
     let mut path = Vec::new();
@@ -987,7 +977,11 @@ impl Account {
         self.control.set_canceller(client.canceller());
         let mut session = Session::new(client, ProtocolVersion::V16_1);
         session.set_policy_key(state.policy_key.as_deref().and_then(|k| k.parse().ok()));
-        let cap = self.config.account().protocol_version.map(protocol);
+        let cap = self
+            .config
+            .account()
+            .protocol_version
+            .map(config::EasVersion::protocol);
         session.negotiate(cap, OPTIONS_TIMEOUT)?;
         state.set_protocol(session.state().version);
         Ok((session, user_agent))

@@ -66,6 +66,33 @@ impl Lab {
             .unwrap_or_else(|| panic!("the lab has no device {device_id}"))
     }
 
+    /// Adds to the inbox a mail carrying one attachment `name` with `data`; its ServerId
+    /// (the attachment's FileReference is that followed by `:0`).
+    pub fn mail_with_attachment(&self, name: &str, data: Vec<u8>) -> String {
+        use easync::lab::NewItem;
+        use easync::lab::model::{Attachment, Prop};
+        self.handle
+            .add_item(NewItem {
+                folder_id: easync::lab::seed::folder::INBOX.into(),
+                props: vec![
+                    Prop::text("To", format!("<{}>", self.handle.user())),
+                    Prop::text("From", "<admin@example.com>"),
+                    Prop::text("Subject", "with attachment"),
+                    Prop::text("Read", "0"),
+                    Prop::text("MessageClass", "IPM.Note"),
+                ],
+                body: "see attached".into(),
+                attachments: vec![Attachment {
+                    name: name.into(),
+                    content_type: "application/octet-stream".into(),
+                    data,
+                    inline: false,
+                }],
+                ..NewItem::default()
+            })
+            .unwrap()
+    }
+
     /// How many items the lab holds in folder `server_id`.
     pub fn folder_items(&self, server_id: &str) -> u64 {
         self.state()["folders"]

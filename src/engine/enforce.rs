@@ -17,9 +17,17 @@ use crate::eas::policy::Policy;
 use crate::eas::provision::{AckStatus, WipeDirective, WipeStatus};
 use crate::store::state::StateFile;
 
-/// The policy elements the engine obeys itself: all of [`hooks::EASYNC`] (ages, body and
-/// attachment sizes, attachments, HTML mail; see [`super::provision::policy_limits`]).
-pub const APPLIED_BY_ENGINE: [&str; 7] = hooks::EASYNC;
+/// The policy elements the engine really obeys itself (see
+/// [`super::provision::policy_limits`]): the age filters and the body truncation sizes.
+/// The other elements of [`hooks::EASYNC`] — AttachmentsEnabled, MaxAttachmentSize and
+/// AllowHTMLEmail — are not counted: mail is synced as whole MIME, which carries its
+/// attachments and HTML parts, so refusing attachment fetches alone does not apply them.
+pub const APPLIED_BY_ENGINE: [&str; 4] = [
+    "MaxCalendarAgeFilter",
+    "MaxEmailAgeFilter",
+    "MaxEmailBodyTruncationSize",
+    "MaxEmailHTMLBodyTruncationSize",
+];
 
 /// The last compliance verdict, shared between an account and its enforcers.
 pub type ComplianceSlot = Arc<Mutex<Option<Compliance>>>;
@@ -256,13 +264,16 @@ mod tests {
         };
         let slot = ComplianceSlot::default();
         let mut e = HookEnforcer::new(StateFile::new(&dir), Some(hooks), Arc::clone(&slot));
-        assert_eq!(e.apply(&camera_and_password()), AckStatus::PartiallyApplied);
+        let mut policy = camera_and_password();
+        policy.set_by_name("MaxEmailAgeFilter", "3").unwrap();
+        assert_eq!(e.apply(&policy), AckStatus::PartiallyApplied);
         let verdict = e.compliance().unwrap();
         assert_eq!(
             verdict.applied,
-            vec!["DevicePasswordEnabled", "MaxAttachmentSize"]
+            vec!["DevicePasswordEnabled", "MaxEmailAgeFilter"]
         );
-        assert_eq!(verdict.missing, vec!["AllowCamera"]);
+        // Mail arrives as whole MIME: its attachments are not held back by the engine.
+        assert_eq!(verdict.missing, vec!["MaxAttachmentSize", "AllowCamera"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

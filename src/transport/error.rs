@@ -56,7 +56,7 @@ pub enum Error {
     CertificateExpired,
     #[error(
         "pin mismatch: the server's key is not the pinned one (the server's key is {actual}): \
-         check tls.pins or the server certificate"
+         check tls.pin_sha256 or the server certificate"
     )]
     PinMismatch { actual: String },
     #[error(

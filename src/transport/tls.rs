@@ -39,10 +39,10 @@ pub fn spki_pin(cert: &[u8]) -> Option<String> {
 fn decode_pin(pin: &str) -> Result<[u8; 32]> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(pin.trim())
-        .map_err(|_| Error::Config(format!("tls.pins: {pin:?} is not base64")))?;
+        .map_err(|_| Error::Config(format!("tls.pin_sha256: {pin:?} is not base64")))?;
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
         Error::Config(format!(
-            "tls.pins: {pin:?} is not a SHA-256 hash (32 bytes, 44 base64 characters)"
+            "tls.pin_sha256: {pin:?} is not a SHA-256 hash (32 bytes, 44 base64 characters)"
         ))
     })
 }

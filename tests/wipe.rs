@@ -208,7 +208,6 @@ fn block_wipe_erases_a_mounted_loop_device_and_makes_a_new_file_system() {
         panic!("unexpected outcome {outcome:?}");
     };
     println!("block wipe of a loop device: {}", method.as_str());
-    assert!(!disk.mounted(), "the wipe unmounted the data partition");
     assert_eq!(
         occurrences(&disk.device, &marker),
         0,
@@ -232,8 +231,8 @@ fn block_wipe_erases_a_mounted_loop_device_and_makes_a_new_file_system() {
     );
     assert!(!data_dir.join("credentials").exists());
     assert!(!StateFile::new(&data_dir).path().exists());
-    // The mkfs hook left a fresh, empty ext4 file system.
-    run("mount", &[disk.dev(), disk.mount_point.to_str().unwrap()]);
+    // The mkfs hook left a fresh, empty ext4 file system, mounted again where it was.
+    assert!(disk.mounted(), "the new file system is mounted again");
     let left: Vec<_> = fs::read_dir(&disk.mount_point)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -369,7 +368,7 @@ fn a_wipe_killed_after_each_step_completes_on_restart() {
             Some(Phase::Completed),
             "killed after {phase:?}"
         );
-        assert!(!disk.mounted());
+        assert!(disk.mounted(), "the new file system is mounted again");
         assert_eq!(
             occurrences(&disk.device, &marker),
             0,
@@ -521,7 +520,7 @@ fn a_wipe_killed_during_mkfs_completes_on_restart() {
         fs::read_to_string(&hooks_log).unwrap(),
         "pre full\npost full\n"
     );
-    run("mount", &[disk.dev(), disk.mount_point.to_str().unwrap()]);
+    assert!(disk.mounted(), "mounted again after the restart's mkfs");
     assert!(
         disk.mount_point.join("lost+found").is_dir(),
         "the new file system"

@@ -39,7 +39,7 @@ use std::time::Duration;
 use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
-use nix::mount::{MntFlags, umount2};
+use nix::mount::{MntFlags, MsFlags, umount2};
 use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
@@ -424,6 +424,72 @@ mod ioctls {
         nix::request_code_none!(0x12, 125),
         [u64; 2]
     );
+}
+
+/// The file system the `mkfs` hook made on `device`, told by its superblock's magic
+/// (ext2/3/4, XFS, Btrfs, F2FS, FAT); `None` when none of them.
+pub fn file_system_type(device: &Path) -> io::Result<Option<&'static str>> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(device)?;
+    let read = |offset: u64, len: usize| -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        match file.read_exact_at(&mut buf, offset) {
+            Ok(()) => Ok(buf),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    };
+    if read(1080, 2)? == [0x53, 0xef] {
+        return Ok(Some("ext4"));
+    }
+    if read(0, 4)? == *b"XFSB" {
+        return Ok(Some("xfs"));
+    }
+    if read(0x1_0040, 8)? == *b"_BHRfS_M" {
+        return Ok(Some("btrfs"));
+    }
+    if read(1024, 4)? == [0x10, 0x20, 0xf5, 0xf2] {
+        return Ok(Some("f2fs"));
+    }
+    let boot = read(0, 512)?;
+    if boot.len() == 512
+        && boot[510..512] == [0x55, 0xaa]
+        && (boot[0x36..0x39] == *b"FAT" || boot[0x52..0x55] == *b"FAT")
+    {
+        return Ok(Some("vfat"));
+    }
+    Ok(None)
+}
+
+/// Mounts the file system the `mkfs` hook made on `device` at `mount_point` again (nodev,
+/// nosuid: a data partition); returns its type.
+pub fn remount(device: &Path, mount_point: &Path) -> Result<&'static str> {
+    let io_error = |action: &'static str| {
+        move |e: io::Error| WipeError::Io {
+            action,
+            path: device.to_path_buf(),
+            source: e,
+        }
+    };
+    let Some(fs) = file_system_type(device).map_err(io_error("read the superblock of"))? else {
+        return Err(io_error("recognise the file system on")(io::Error::other(
+            "no ext4, xfs, btrfs, f2fs or vfat superblock",
+        )));
+    };
+    nix::mount::mount(
+        Some(device),
+        mount_point,
+        Some(fs),
+        MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        io_error("mount")(io::Error::other(format!(
+            "{e} at {}",
+            mount_point.display()
+        )))
+    })?;
+    Ok(fs)
 }
 
 /// Erases block device `device`: unmounts `mount_point` first when something is mounted
@@ -1323,6 +1389,18 @@ fn full_wipe(wipe: &Wipe, hooks: &Hooks, env: &[(&str, &str)]) -> Result<Option<
                 let mut argv = argv.clone();
                 argv.push(wipe.target.to_string_lossy().into_owned());
                 run_wipe_hook("mkfs", &argv, env, MKFS_TIMEOUT)?;
+                if let Some(mount) = &wipe.mount_point {
+                    // The data is gone either way: a failed remount is reported, not fatal.
+                    match remount(&wipe.target, mount) {
+                        Ok(fs) => log::info!(
+                            "wipe: the new {fs} file system is mounted at {}",
+                            mount.display()
+                        ),
+                        Err(e) => log::error!(
+                            "wipe: {e}; mount it in the post_wipe hook (the data is erased)"
+                        ),
+                    }
+                }
             }
             Ok(Some(method))
         }
@@ -1335,6 +1413,37 @@ mod tests {
     use crate::store::atomic::testdir::TestDir;
     use crate::store::state::AccountState;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn the_new_file_system_is_told_by_its_superblock() {
+        let dir = TestDir::new("fstype");
+        let image = |name: &str, at: usize, magic: &[u8]| {
+            let path = dir.path().join(name);
+            let mut bytes = vec![0u8; 0x1_1000];
+            bytes[at..at + magic.len()].copy_from_slice(magic);
+            std::fs::write(&path, &bytes).unwrap();
+            path
+        };
+        let fs_of = |p: &Path| file_system_type(p).unwrap();
+        assert_eq!(fs_of(&image("ext4", 1080, &[0x53, 0xef])), Some("ext4"));
+        assert_eq!(fs_of(&image("xfs", 0, b"XFSB")), Some("xfs"));
+        assert_eq!(fs_of(&image("btrfs", 0x1_0040, b"_BHRfS_M")), Some("btrfs"));
+        assert_eq!(
+            fs_of(&image("f2fs", 1024, &[0x10, 0x20, 0xf5, 0xf2])),
+            Some("f2fs")
+        );
+        let fat = image("fat", 0x52, b"FAT32   ");
+        let mut bytes = std::fs::read(&fat).unwrap();
+        bytes[510] = 0x55;
+        bytes[511] = 0xaa;
+        std::fs::write(&fat, &bytes).unwrap();
+        assert_eq!(fs_of(&fat), Some("vfat"));
+        assert_eq!(fs_of(&image("zeros", 0, &[0])), None);
+        // A device shorter than the places looked at is no file system, not an error.
+        let short = dir.path().join("short");
+        std::fs::write(&short, b"XF").unwrap();
+        assert_eq!(fs_of(&short), None);
+    }
 
     fn check_target_no_hooks(wipe: &Wipe, data_dir: &Path) -> Result<()> {
         check_target(wipe, &Hooks::default(), data_dir)

@@ -167,6 +167,13 @@ impl Account1 {
         }
         let password = text("password")?;
         let server = text("server")?;
+        if password.as_ref().is_some_and(|p| p.len() > 1024)
+            || server.as_ref().is_some_and(|s| s.len() > 2048)
+        {
+            return Err(fdo::Error::InvalidArgs(
+                "the password is limited to 1024 bytes and the server URL to 2048".into(),
+            ));
+        }
         if self.auth_method == "password" && password.as_deref().is_none_or(str::is_empty) {
             return Err(fdo::Error::InvalidArgs(format!(
                 "{} signs in with a password: give it as the option \"password\"",

@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 # reference parser), a C compiler for the benchmark harness, losetup, mount and mkfs.ext4
 # for the wipe tests on loop devices, cryptsetup for the crypto-erase tests, and
 # dbus-daemon for the private buses of the D-Bus tests (setpriv, from util-linux, runs
-# their second user).
+# their second user), and systemd for `systemd-analyze verify` of the shipped unit.
 need=()
-for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon; do
+for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon systemd; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -335,7 +335,7 @@ struct Due {
 
 /// While roaming with manual sync only, how often the runner looks whether roaming ended
 /// (the roaming file may be changed by a script that does not tell the daemon).
-const ROAMING_CHECK: Duration = Duration::from_secs(60);
+pub const ROAMING_CHECK: Duration = Duration::from_secs(60);
 
 impl Runner {
     /// A runner for `account`, reporting to `events`, and the handle that steers it.

@@ -1,12 +1,14 @@
 //! `easyncd`: the easync daemon. By default it runs for ever: a tokio current-thread
 //! runtime waits for signals (SIGTERM/SIGINT stop, SIGHUP reloads the configuration, SIGUSR1
 //! syncs now) and for the engine's events, which it logs and reports to systemd
-//! (sd_notify READY, STATUS, STOPPING, WATCHDOG); the account itself runs on a thread of its
+//! (sd_notify READY, STATUS, STOPPING, and WATCHDOG while the engine shows signs of life:
+//! see [`watchdog`]); the account itself runs on a thread of its
 //! own ([`easync::engine::runner`]). With D-Bus (the default, `--bus`), the same events
 //! keep the `org.easync` service ([`easync::dbus`]) up to date and its method calls steer
 //! the runner. `--once` runs one full cycle and exits, for field engineers and scripts.
 
 mod notify;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -307,6 +309,9 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
     notifier.status("starting: first sync");
     log::info!("started (pid {})", std::process::id());
 
+    // Pings only while the engine shows signs of life (see `watchdog`).
+    let mut engine_watch = watchdog::EngineWatch::new(std::time::Instant::now());
+    let mut engine_stuck_reported = false;
     let watchdog = notify::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let (sigterm, sigint, sighup, sigusr1) = &mut signals;
@@ -321,13 +326,27 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
             }
             notice = events.recv() => match notice {
                 Some(Notice::Engine(event)) => {
+                    engine_watch.saw(&event, std::time::Instant::now());
                     report(&event, &notifier);
                     bus_service.engine_event(&event).await;
                 }
                 Some(Notice::SignIn(prompt)) => bus_service.sign_in(&prompt).await,
                 None => break,
             },
-            _ = watchdog_tick.tick(), if watchdog.is_some() => notifier.send("WATCHDOG=1"),
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let now = std::time::Instant::now();
+                if engine_watch.alive(now) {
+                    notifier.send("WATCHDOG=1");
+                    engine_stuck_reported = false;
+                } else if !engine_stuck_reported {
+                    engine_stuck_reported = true;
+                    log::error!(
+                        "the engine has been silent for {} s, longer than anything it was doing \
+                         may take: no more watchdog pings, systemd restarts the daemon",
+                        engine_watch.silent_for(now).as_secs()
+                    );
+                }
+            }
             ready = async {
                 match &watch {
                     Some(fd) => Some(fd.readable().await),

@@ -83,9 +83,11 @@ impl Account1 {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The account's state as saved, read without touching anything (the engine's thread
+    /// owns the file: recovery and clean-up are its business).
     fn saved_state(&self) -> fdo::Result<AccountState> {
-        match StateFile::new(&self.data_dir).load() {
-            Ok(loaded) => Ok(loaded.into_state()),
+        match StateFile::new(&self.data_dir).peek() {
+            Ok(state) => Ok(state.unwrap_or_default()),
             Err(e) => Err(fdo::Error::Failed(e.to_string())),
         }
     }
@@ -643,7 +645,8 @@ impl Service {
 /// The data directory's state file, for the view's start value.
 pub fn saved_protocol_version(data_dir: &Path) -> Option<String> {
     StateFile::new(data_dir)
-        .load()
+        .peek()
         .ok()
-        .and_then(|l| l.into_state().protocol_version)
+        .flatten()
+        .and_then(|state| state.protocol_version)
 }

@@ -13,6 +13,8 @@ need=()
 for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon systemd; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
+# pip, for oelint-adv below (the Yocto recipe's linter).
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   sudo_cmd=""
@@ -39,6 +41,12 @@ if [ -n "$peers" ] && [ "${EASYNC_SKIP_SOGO:-0}" != 1 ]; then
 else
   echo "NOTE: SOGo peer not found (set EASYNC_PEERS to the shared peers folder): interop tests will be SKIPPED"
 fi
+
+# oelint-adv (PyPI) lints the Yocto recipe in tests/yocto.rs; 9.11.2 knows --release wrynose.
+pip_user=""
+[ "$(id -u)" -eq 0 ] || pip_user="--user"
+python3 -m pip install --quiet --break-system-packages $pip_user "oelint-adv==9.11.2"
+export EASYNC_OELINT_ADV="python3 -m oelint_adv"
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

@@ -10,7 +10,7 @@ SECTION = "net"
 CVE_PRODUCT = "easync"
 LICENSE = "Apache-2.0"
 # The source tree has no LICENSE file yet: the checksum covers the license line of Cargo.toml.
-LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=7;endline=7;md5=2507bd5f0713f05419cd2f22fa06fe62"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=22a53954e4e0ec258dfce4391e905dac"
 
 # The OEM sets both, in a bbappend (meta-easync/README.md): its easync repository,
 #   EASYNC_GIT_URI = "git://git.company.com/easync.git;protocol=https;branch=main"

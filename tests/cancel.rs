@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, OnceLock};
@@ -94,7 +94,8 @@ fn ca_file() -> PathBuf {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
         let path =
-            std::env::temp_dir().join(format!("easync-cancel-{}-ca.pem", std::process::id()));
+            // Under target/tmp (CARGO_TARGET_TMPDIR), not /tmp: the file lives as long as the process.
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("easync-cancel-{}-ca.pem", std::process::id()));
         std::fs::write(&path, &ca().pem).unwrap();
         path
     })

@@ -294,7 +294,9 @@ fn test_pki() -> &'static Pki {
 
 fn temp_file(name: &str, contents: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("easync-transport-{}", std::process::id()));
+    // Under target/tmp (CARGO_TARGET_TMPDIR), not /tmp: the files live as long as the process.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("easync-transport-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{}-{name}", N.fetch_add(1, Ordering::SeqCst)));
     std::fs::write(&path, contents).unwrap();

@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 # reference parser), a C compiler for the benchmark harness, losetup, mount and mkfs.ext4
 # for the wipe tests on loop devices, cryptsetup for the crypto-erase tests, and
 # dbus-daemon for the private buses of the D-Bus tests (setpriv, from util-linux, runs
-# their second user), and systemd for `systemd-analyze verify` of the shipped unit.
+# their second user), systemd for `systemd-analyze verify` of the shipped unit, and
+# shellcheck and make for the Buildroot tree's post-build script and package .mk
+# (tests/buildroot.rs).
 need=()
-for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon systemd; do
+for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon systemd shellcheck make; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 # pip, for oelint-adv below (the Yocto recipe's linter).
@@ -22,6 +24,10 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# kconfiglib parses the Buildroot tree's Config.in files as Buildroot's kconfig does
+# (tests/buildroot.rs).
+python3 -c 'import kconfiglib' 2>/dev/null || python3 -m pip install --break-system-packages -q kconfiglib
 
 # The SOGo peer (a real EAS server, ../shared/peers/sogo) for the interoperability tests:
 # set up here, torn down when this script exits, whatever the outcome.

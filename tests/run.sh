@@ -25,10 +25,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# kconfiglib parses the Buildroot tree's Config.in files as Buildroot's kconfig does
-# (tests/buildroot.rs).
-python3 -c 'import kconfiglib' 2>/dev/null || python3 -m pip install --break-system-packages -q kconfiglib
-
 # The SOGo peer (a real EAS server, ../shared/peers/sogo) for the interoperability tests:
 # set up here, torn down when this script exits, whatever the outcome.
 peers=""
@@ -52,6 +48,9 @@ fi
 pip_user=""
 [ "$(id -u)" -eq 0 ] || pip_user="--user"
 python3 -m pip install --quiet --break-system-packages $pip_user "oelint-adv==9.11.2"
+# kconfiglib (PyPI) parses the Buildroot tree's Config.in in tests/buildroot.rs.
+python3 -c 'import kconfiglib' 2>/dev/null ||
+  python3 -m pip install --quiet --break-system-packages $pip_user kconfiglib
 export EASYNC_OELINT_ADV="python3 -m oelint_adv"
 
 cargo fmt --all -- --check

@@ -7,8 +7,7 @@
 EASYNC_VERSION = 0.1.0
 EASYNC_SITE = $(call github,easync,easync,v$(EASYNC_VERSION))
 EASYNC_LICENSE = Apache-2.0
-# The source tree has no license file yet (Cargo.toml names the license). Once
-# it has one: EASYNC_LICENSE_FILES = LICENSE, and its sha256 in easync.hash.
+EASYNC_LICENSE_FILES = LICENSE
 
 # The device build: easyncd with the D-Bus service, and easyncctl; no lab
 # server, no XML tools. "cargo install" compiles again, so it gets the same

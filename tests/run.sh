@@ -47,10 +47,10 @@ fi
 # oelint-adv (PyPI) lints the Yocto recipe in tests/yocto.rs; 9.11.2 knows --release wrynose.
 pip_user=""
 [ "$(id -u)" -eq 0 ] || pip_user="--user"
-python3 -m pip install --quiet --break-system-packages $pip_user "oelint-adv==9.11.2"
+python3 -m pip install --quiet --root-user-action=ignore --break-system-packages $pip_user "oelint-adv==9.11.2"
 # kconfiglib (PyPI) parses the Buildroot tree's Config.in in tests/buildroot.rs.
 python3 -c 'import kconfiglib' 2>/dev/null ||
-  python3 -m pip install --quiet --break-system-packages $pip_user kconfiglib
+  python3 -m pip install --quiet --root-user-action=ignore --break-system-packages $pip_user kconfiglib
 export EASYNC_OELINT_ADV="python3 -m oelint_adv"
 
 cargo fmt --all -- --check

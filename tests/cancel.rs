@@ -180,11 +180,19 @@ fn handle(
     tcp: &std::net::TcpStream,
     verdicts: &Sender<bool>,
 ) {
+    // A client cancelled before its request arrived (a slow TLS handshake, e.g. under
+    // qemu-user, outlasts CANCEL_AFTER) has hung up all the same: a parked connection says so.
+    let hung_up_early = || {
+        if matches!(behaviour, Behaviour::Park) {
+            let _ = verdicts.send(true);
+        }
+    };
     let mut reader = BufReader::new(stream);
     let mut length = 0u64;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            hung_up_early();
             return;
         }
         let line = line.trim_end();
@@ -198,6 +206,7 @@ fn handle(
         }
     }
     if std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink()).is_err() {
+        hung_up_early();
         return;
     }
     let mut stream = reader.into_inner();

@@ -417,7 +417,13 @@ impl BlockMethod {
 mod ioctls {
     // linux/fs.h: BLKGETSIZE64 _IOR(0x12,114,size_t), BLKDISCARD _IO(0x12,119),
     // BLKSECDISCARD _IO(0x12,125); the discard ones take a {start, length} pair.
-    nix::ioctl_read!(blk_get_size64, 0x12, 114, u64);
+    // The request encodes sizeof(size_t) (4 bytes on 32-bit ARM) although the kernel
+    // always writes a u64: `ioctl_read!(.., u64)` would give ENOTTY on armv7.
+    nix::ioctl_read_bad!(
+        blk_get_size64,
+        nix::request_code_read!(0x12, 114, std::mem::size_of::<usize>()),
+        u64
+    );
     nix::ioctl_write_ptr_bad!(blk_discard, nix::request_code_none!(0x12, 119), [u64; 2]);
     nix::ioctl_write_ptr_bad!(
         blk_sec_discard,

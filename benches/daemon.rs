@@ -19,6 +19,8 @@
 
 #[path = "../tests/common/daemon.rs"]
 mod daemon;
+#[path = "common/rusage.rs"]
+mod rusage;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -68,33 +70,8 @@ struct Usage {
 fn run_with_rusage(argv: &[&str]) -> Result<Usage, String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
     let started = Instant::now();
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data that wait4 fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: pointers to live locals; std never waits for `child` (it is only dropped).
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {err}"));
-        }
-    }
+    let usage = rusage::run_to_end(Command::new(program).args(args), false)?;
     let wall = started.elapsed();
-    drop(child);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("{argv:?} failed (wait status {status:#x})"));
-    }
     let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Ok(Usage {
         wall,

@@ -19,6 +19,8 @@
 
 #[path = "../tests/common/daemon.rs"]
 mod daemon;
+#[path = "common/rusage.rs"]
+mod rusage;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -80,37 +82,6 @@ fn process_state(pid: u32) -> Option<char> {
 /// Whether the ELF file still carries a symbol table (`.symtab` among its section names).
 fn has_symbol_table(bytes: &[u8]) -> bool {
     bytes.windows(8).any(|w| w == b".symtab\0")
-}
-
-/// Peak RSS (KiB, from `wait4`) of `command` run to its end. A child's `ru_maxrss` is never
-/// below this process's RSS when it was spawned: run this before the lab holds the mailbox.
-fn peak_rss_of(mut command: Command) -> Result<u64, String> {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data that wait4 fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: pointers to live locals; std never waits for `child` (it is only dropped).
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {err}"));
-        }
-    }
-    drop(child);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("{command:?} failed (wait status {status:#x})"));
-    }
-    Ok(usage.ru_maxrss as u64)
 }
 
 fn start_lab(items: usize) -> lab::Handle {
@@ -285,7 +256,7 @@ fn main() {
         }
         let mut help = Command::new(&runner[0]);
         help.args(&runner[1..]).arg(&easyncd).arg("--help");
-        match peak_rss_of(help) {
+        match rusage::run_to_end(&mut help, true).map(|u| u.ru_maxrss as u64) {
             Ok(kib) => row.floor_kib = Some(kib),
             Err(e) => row.problem = Some(e),
         }

@@ -18,6 +18,8 @@ use easync::wbxml::{Event, FromStd, Reader, Tag, Writer};
 mod alloc;
 #[path = "common/rng.rs"]
 mod rng;
+#[path = "common/rusage.rs"]
+mod rusage;
 use alloc::heap_high_water;
 use rng::{ASCII_WORDS, Rng};
 
@@ -575,36 +577,6 @@ fn libwbxml_heap(
     Ok(peak.saturating_sub(file_len))
 }
 
-/// Runs a command to its end and returns its peak RSS in KiB, from `wait4`'s rusage.
-fn peak_rss_kib(cmd: &mut Command) -> Result<u64, String> {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data; wait4 fills it in for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: the pointers are to live locals; `child` is never waited for by std.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait4: {err}"));
-        }
-    }
-    drop(child);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("{cmd:?} failed (wait status {status:#x})"));
-    }
-    Ok(usage.ru_maxrss as u64)
-}
-
 /// The argument that makes this binary the RSS helper instead of the benchmark.
 const RSS_HELPER_ARG: &str = "--rss-helper";
 
@@ -675,7 +647,9 @@ fn rss_helper() {
         let Ok(line) = line else { break };
         let mut argv = line.split('\t');
         let reply = match argv.next() {
-            Some(program) => match peak_rss_kib(Command::new(program).args(argv)) {
+            Some(program) => match rusage::run_to_end(Command::new(program).args(argv), true)
+                .map(|u| u.ru_maxrss as u64)
+            {
                 Ok(kib) => format!("ok {kib}"),
                 Err(e) => format!("err {}", e.replace('\n', " ")),
             },

@@ -66,6 +66,20 @@ impl Drop for Daemon {
     }
 }
 
+/// A configuration for the lab's first user over HTTP; `extra` is appended to the TOML.
+fn lab_account(lab: &Lab, tag: &str, extra: &str) -> Setup {
+    let url = lab.handle.http_url().unwrap();
+    Setup::new(&url, lab.handle.user(), "labpass", None, tag, extra)
+}
+
+/// A `device_lock` hook in `dir` that applies every element it is given (exit 0).
+fn lock_hook_applying_everything(dir: &Path) -> PathBuf {
+    let hook = dir.join("device-lock");
+    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hook
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -253,8 +267,7 @@ fn the_service_mirrors_the_account_and_its_methods_work() {
         "{}:0",
         lab.mail_with_attachment("report.bin", attachment.clone())
     );
-    let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "dbus", PUSH);
+    let setup = lab_account(&lab, "dbus", PUSH);
     let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
     let daemon = Daemon::start(&setup, &bus, false);
     let rt = runtime();
@@ -554,8 +567,7 @@ fn on_a_system_bus_the_shipped_policy_lets_root_and_the_group_in_and_nobody_else
         return;
     }
     let lab = Lab::start(Lab::default_config());
-    let url = lab.handle.http_url().unwrap();
-    let setup = Setup::new(&url, lab.handle.user(), "labpass", None, "dbussys", PUSH);
+    let setup = lab_account(&lab, "dbussys", PUSH);
     // The shipped policy, with its group set to one that exists here.
     let policy_dir = setup.dir.0.join("system.d");
     std::fs::create_dir_all(&policy_dir).unwrap();
@@ -862,16 +874,12 @@ fn failed_unlocks_reported_over_dbus_wipe_the_device_at_the_policys_limit() {
         .find(|(k, _)| k == "MaxDevicePasswordFailedAttempts")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap();
-    let url = lab.handle.http_url().unwrap();
     let scratch = common::setup::TempDir::new("dbusunlocktarget");
     let target = scratch.0.join("userdata");
     std::fs::create_dir_all(target.join("photos")).unwrap();
     std::fs::write(target.join("photos/secret.jpg"), b"private").unwrap();
-    let setup = Setup::new(
-        &url,
-        lab.handle.user(),
-        "labpass",
-        None,
+    let setup = lab_account(
+        &lab,
         "dbusunlock",
         &format!(
             "{PUSH}[wipe]\nmode = \"directory\"\ntarget = {:?}\n",
@@ -966,18 +974,12 @@ fn while_roaming_under_a_manual_sync_policy_only_asked_syncs_go_out() {
     let mut policy = easync::lab::default_policy();
     policy.push(("RequireManualSyncWhenRoaming".into(), "1".into()));
     lab.handle.set_policy(policy).unwrap();
-    let url = lab.handle.http_url().unwrap();
     let dir = common::setup::TempDir::new("dbusroamingflag");
     let roaming = dir.0.join("run/roaming");
     // A lock-screen hook that applies its elements, so the verdict shows the roaming rule.
-    let hook = dir.0.join("device-lock");
-    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let setup = Setup::new(
-        &url,
-        lab.handle.user(),
-        "labpass",
-        None,
+    let hook = lock_hook_applying_everything(&dir.0);
+    let setup = lab_account(
+        &lab,
         "dbusroaming",
         &format!(
             "{PUSH}[hooks]\ndevice_lock = {:?}\n",
@@ -1086,17 +1088,11 @@ fn a_refusal_of_partial_compliance_shows_blocked_by_policy_with_the_missing_elem
     policy.push(("AllowCamera".into(), "0".into()));
     lab.handle.set_policy(policy).unwrap();
     lab.handle.set_require_full_compliance(true);
-    let url = lab.handle.http_url().unwrap();
     let dir = common::setup::TempDir::new("dbusblockedhook");
     // The lock screen is handled; nothing disables the camera: a partial acknowledgement.
-    let hook = dir.0.join("device-lock");
-    std::fs::write(&hook, "#!/bin/sh\nexit 0\n").unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let setup = Setup::new(
-        &url,
-        lab.handle.user(),
-        "labpass",
-        None,
+    let hook = lock_hook_applying_everything(&dir.0);
+    let setup = lab_account(
+        &lab,
         "dbusblocked",
         &format!(
             "{PUSH}[hooks]\ndevice_lock = {:?}\n",

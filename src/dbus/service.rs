@@ -221,20 +221,9 @@ impl Account1 {
                 "no roaming signal is configured: set device.roaming_file".into(),
             ));
         };
-        let changed = blocking(move || -> Result<bool, String> {
-            let exists = file.exists();
-            if roaming && !exists {
-                if let Some(dir) = file.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                }
-                std::fs::write(&file, b"").map_err(|e| format!("{}: {e}", file.display()))?;
-            } else if !roaming && exists {
-                std::fs::remove_file(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            }
-            Ok(roaming != exists)
-        })
-        .await?
-        .map_err(|e| fdo::Error::Failed(format!("cannot record the roaming state: {e}")))?;
+        let changed = blocking(move || crate::store::atomic::set_flag_file(&file, roaming))
+            .await?
+            .map_err(|e| fdo::Error::Failed(format!("cannot record the roaming state: {e}")))?;
         if changed {
             log::info!(
                 "roaming {} (D-Bus)",
@@ -417,7 +406,7 @@ impl Account1 {
                 to.flush()?;
                 Ok::<u64, io::Error>(n)
             })();
-            let _ = std::fs::remove_file(&temp);
+            let _ = crate::store::atomic::remove_file(&temp);
             copied.map_err(|e| format!("cannot write the attachment to the descriptor: {e}"))
         })
         .await?

@@ -66,17 +66,6 @@ impl State {
             State::Stopped => "stopped",
         }
     }
-
-    /// States in which the account does not make progress until someone acts.
-    pub const fn needs_attention(self) -> bool {
-        matches!(
-            self,
-            State::NeedsCredentials
-                | State::BlockedByPolicy
-                | State::Blocked
-                | State::NeedsConfiguration
-        )
-    }
 }
 
 /// The `Compliance` property's status word.

@@ -448,8 +448,11 @@ impl Runner {
             };
             // RequireManualSyncWhenRoaming: while roaming only what was asked for goes out
             // (the cycle, then its uploads and outbox); a wipe is never held back.
-            let wiping = due.wipe_tried || due.wipe_at_once || self.account.wipe_pending();
-            if !wiping && self.account.manual_sync_only() && (!due.asked || step == Step::Push) {
+            // Cheapest first: the roaming check is a stat, the wipe check reads the state.
+            if self.account.manual_sync_only()
+                && (!due.asked || step == Step::Push)
+                && !(due.wipe_tried || due.wipe_at_once || self.account.wipe_pending())
+            {
                 due.asked = false;
                 (self.events)(Event::Roaming);
                 if !self.wait(ROAMING_CHECK) {

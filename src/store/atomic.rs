@@ -229,6 +229,20 @@ pub fn remove_file(path: &Path) -> Result<bool> {
     }
 }
 
+/// Makes the flag file `path` (an empty file whose existence says something, such as the
+/// roaming signal) exist or not, durably. Returns whether that changed anything.
+pub fn set_flag_file(path: &Path, present: bool) -> Result<bool> {
+    match (present, path.exists()) {
+        (true, false) => {
+            create_dir_all(parent_of(path), DATA_DIR_MODE)?;
+            replace_file(path, b"", DATA_FILE_MODE)?;
+            Ok(true)
+        }
+        (false, true) => remove_file(path),
+        _ => Ok(false),
+    }
+}
+
 /// Removes the folder `dir` with everything in it, durably. Returns whether it existed.
 pub fn remove_dir_all(dir: &Path) -> Result<bool> {
     match fs::remove_dir_all(dir) {

@@ -21,8 +21,9 @@
 //!
 //! - [`engine`]: one account's life — the sync cycle, push, uploads, the outbox, OAuth
 //!   sign-in, provisioning through the hooks, and the long-running schedule the daemon runs.
-//! - `dbus` (feature `dbus`, part of `device`): the `org.easync` D-Bus service (zbus), a
-//!   thin mapping of the engine for OEM software and `easyncctl`.
+//! - `dbus` (feature `dbus`, part of `device`): the `org.easync` D-Bus service, a thin
+//!   mapping of the engine for OEM software and `easyncctl`, on easync's own small
+//!   implementation of the D-Bus protocol.
 //!
 //! The binaries (`src/bin/`) sit on top: `easyncd`, `easyncctl` (with the demo) and
 //! `easync-lab`.

@@ -1124,3 +1124,163 @@ fn a_refusal_of_partial_compliance_shows_blocked_by_policy_with_the_missing_elem
         "{text}"
     );
 }
+
+/// The D-Bus error name in a failed call's description ("" when the call worked).
+fn error_of(result: zbus::Result<zbus::message::Message>) -> String {
+    match result {
+        Ok(_) => String::new(),
+        Err(zbus::Error::MethodError(name, _, _)) => name.to_string(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+#[test]
+fn bad_calls_get_their_d_bus_errors_and_the_service_keeps_serving() {
+    let lab = Lab::start(Lab::default_config());
+    let setup = lab_account(&lab, "dbuserrors", PUSH);
+    let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
+    let daemon = Daemon::start(&setup, &bus, false);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = connect(&bus).await;
+        let p = proxy(&c).await;
+        wait_state(&p, &daemon, "listening", 60).await;
+        let err = |name: &str| format!("org.freedesktop.DBus.Error.{name}");
+
+        // Arguments of the wrong types, methods and objects that do not exist.
+        let account = Some(ACCOUNT_INTERFACE);
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                account,
+                "SetFolderEnabled",
+                &(7u32,),
+            )
+            .await;
+        assert_eq!(error_of(r), err("InvalidArgs"));
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                Some(ACCOUNT_INTERFACE),
+                "Explode",
+                &(),
+            )
+            .await;
+        assert_eq!(error_of(r), err("UnknownMethod"));
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                "/org/easync/account9",
+                Some(ACCOUNT_INTERFACE),
+                "SyncNow",
+                &(),
+            )
+            .await;
+        assert_eq!(error_of(r), err("UnknownObject"));
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                Some("org.example.Nope"),
+                "SyncNow",
+                &(),
+            )
+            .await;
+        assert_eq!(error_of(r), err("UnknownInterface"));
+        let properties = Some("org.freedesktop.DBus.Properties");
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                properties,
+                "Get",
+                &(ACCOUNT_INTERFACE, "Password"),
+            )
+            .await;
+        assert_eq!(error_of(r), err("UnknownProperty"));
+        let value = zbus::zvariant::Value::from("stopped");
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                properties,
+                "Set",
+                &(ACCOUNT_INTERFACE, "State", value),
+            )
+            .await;
+        assert_eq!(error_of(r), err("PropertyReadOnly"));
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                Some(ACCOUNT_INTERFACE),
+                "Enroll",
+                &("password",),
+            )
+            .await;
+        assert_eq!(error_of(r), err("InvalidArgs"));
+
+        // The standard interfaces: Ping, introspection of the nodes above the account.
+        let r = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                Some("org.freedesktop.DBus.Peer"),
+                "Ping",
+                &(),
+            )
+            .await;
+        assert_eq!(error_of(r), "");
+        for (node, child) in [
+            ("/", "org"),
+            ("/org", "easync"),
+            ("/org/easync", "account0"),
+        ] {
+            let reply = c
+                .call_method(
+                    Some(BUS_NAME),
+                    node,
+                    Some("org.freedesktop.DBus.Introspectable"),
+                    "Introspect",
+                    &(),
+                )
+                .await
+                .unwrap();
+            let xml: String = reply.body().deserialize().unwrap();
+            assert!(
+                xml.contains(&format!("<node name=\"{child}\"/>")),
+                "{node}: {xml}"
+            );
+        }
+
+        // Many calls at once are all answered, and the service still works afterwards.
+        let mut calls = Vec::new();
+        for _ in 0..64 {
+            let c = c.clone();
+            calls.push(tokio::spawn(async move {
+                c.call_method(
+                    Some(BUS_NAME),
+                    ACCOUNT_PATH,
+                    properties,
+                    "GetAll",
+                    &(ACCOUNT_INTERFACE,),
+                )
+                .await
+                .map(|m| {
+                    m.body()
+                        .deserialize::<HashMap<String, OwnedValue>>()
+                        .map(|all| all.len())
+                        .unwrap_or(0)
+                })
+            }));
+        }
+        for call in calls {
+            assert_eq!(call.await.unwrap().expect("GetAll answered"), 8);
+        }
+    });
+    let status = ctl_json(&bus, &["--json", "status"]);
+    assert_eq!(status["state"], "listening", "{status}");
+    drop(daemon);
+}

@@ -1,16 +1,25 @@
 //! The OEM interface (layer 7): the `org.easync` D-Bus service of `easyncd`, a thin
-//! mapping of engine state and commands (zbus on tokio), and what its clients share.
+//! mapping of engine state and commands, and what its clients share.
 //!
 //! Map:
+//! - [`wire`]: the D-Bus message format (no I/O; bounded, never panicking on input).
+//! - [`conn`]: a connection on tokio: bus address, authentication, file descriptor
+//!   passing, calls and their replies.
 //! - [`view`]: what the service shows of the account, updated from engine events (no bus).
 //! - [`service`]: the `org.easync.Account1` object and the connection that serves it.
+//!
+//! easync speaks D-Bus itself: a general library (zbus) made up a fifth of the daemon and
+//! kept its stripped binary above 3 MiB; this service needs a dozen types and four kinds
+//! of message. The tests talk to it through zbus and dbus-daemon, as OEM software would.
 //!
 //! The interface is versioned the BlueZ way: an incompatible change becomes
 //! `org.easync.Account2` beside `Account1`. Its introspection data is checked into the repo
 //! ([`ACCOUNT_XML`]) and a test compares it with what the running service says.
 
+pub mod conn;
 pub mod service;
 pub mod view;
+pub mod wire;
 
 /// The well-known name.
 pub const BUS_NAME: &str = "org.easync";

@@ -5,6 +5,10 @@
 //! between two steps (fetching an attachment). Whatever blocks (ending a parked Ping,
 //! reading a caller's file descriptor) runs off the runtime thread.
 //!
+//! The members are declared once, in [`METHODS`], [`PROPERTIES`] and [`SIGNALS`]: calls are
+//! checked against them and the introspection data is made from them (a test compares it
+//! with the published `org.easync.Account1.xml`).
+//!
 //! Who may call is the bus's business: the policy file `org.easync.conf` lets root and
 //! one group call methods and nobody else anything (see `board/dbus/`).
 
@@ -14,12 +18,12 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use zbus::fdo;
-use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{OwnedFd, OwnedValue, Str};
+use std::os::fd::OwnedFd;
 
+use super::conn::{CallError, ConnectError, Connection, Incoming};
 use super::view::{AccountView, Changes, Property, Signal};
-use super::{ACCOUNT_PATH, BUS_NAME, Bus};
+use super::wire::{Kind, Message, NO_REPLY_EXPECTED, Value};
+use super::{ACCOUNT_INTERFACE, ACCOUNT_PATH, BUS_NAME, Bus};
 use crate::config::{AuthSource, Config};
 use crate::device::unlock;
 use crate::engine::account::EngineError;
@@ -40,7 +44,7 @@ pub enum DbusError {
     )]
     Connect {
         bus: &'static str,
-        source: zbus::Error,
+        source: ConnectError,
     },
     #[error(
         "cannot own the name {BUS_NAME} on the {bus} bus ({source}): another easyncd may be \
@@ -49,9 +53,263 @@ pub enum DbusError {
     )]
     Name {
         bus: &'static str,
-        source: zbus::Error,
+        source: CallError,
     },
 }
+
+/// The largest call the service reads (bytes): its methods take a few strings.
+const INBOUND_LIMIT: usize = 256 * 1024;
+/// Calls served at the same time; more wait their turn.
+const CONCURRENT_CALLS: usize = 16;
+
+/// A method's failure as the caller sees it: a D-Bus error name and a message.
+#[derive(Debug)]
+pub struct MethodError {
+    name: &'static str,
+    message: String,
+}
+
+type Reply = Result<Vec<Value>, MethodError>;
+
+mod fdo {
+    //! The standard error names the service answers with.
+    use super::MethodError;
+
+    macro_rules! errors {
+        ($($fn_name:ident => $name:literal),* $(,)?) => {
+            $(
+                #[allow(non_snake_case)]
+                pub fn $fn_name(message: impl Into<String>) -> MethodError {
+                    MethodError { name: concat!("org.freedesktop.DBus.Error.", $name), message: message.into() }
+                }
+            )*
+        };
+    }
+
+    errors!(
+        Failed => "Failed",
+        InvalidArgs => "InvalidArgs",
+        NotSupported => "NotSupported",
+        AuthFailed => "AuthFailed",
+        NoServer => "NoServer",
+        UnknownMethod => "UnknownMethod",
+        UnknownObject => "UnknownObject",
+        UnknownInterface => "UnknownInterface",
+        UnknownProperty => "UnknownProperty",
+        PropertyReadOnly => "PropertyReadOnly",
+    );
+    pub type Result<T> = std::result::Result<T, MethodError>;
+}
+
+/// One argument: its name and type.
+type Arg = (&'static str, &'static str);
+
+/// A method of the interface.
+pub struct MethodSpec {
+    pub name: &'static str,
+    pub inputs: &'static [Arg],
+    pub outputs: &'static [Arg],
+}
+
+/// The interface's methods; calls with other arguments are refused as InvalidArgs.
+pub const METHODS: &[MethodSpec] = &[
+    MethodSpec {
+        name: "SyncNow",
+        inputs: &[],
+        outputs: &[],
+    },
+    MethodSpec {
+        name: "Enroll",
+        inputs: &[("options", "a{sv}")],
+        outputs: &[("server", "s"), ("protocol_version", "s")],
+    },
+    MethodSpec {
+        name: "SetRoaming",
+        inputs: &[("roaming", "b")],
+        outputs: &[],
+    },
+    MethodSpec {
+        name: "ReportCompliance",
+        inputs: &[],
+        outputs: &[],
+    },
+    MethodSpec {
+        name: "ReportUnlockFailure",
+        inputs: &[],
+        outputs: &[("failures", "u"), ("limit", "u"), ("wiping", "b")],
+    },
+    MethodSpec {
+        name: "ReportUnlockSuccess",
+        inputs: &[],
+        outputs: &[],
+    },
+    MethodSpec {
+        name: "ListFolders",
+        inputs: &[],
+        outputs: &[("folders", "a(sssbu)")],
+    },
+    MethodSpec {
+        name: "SetFolderEnabled",
+        inputs: &[("folder_id", "s"), ("enabled", "b")],
+        outputs: &[],
+    },
+    MethodSpec {
+        name: "SendMail",
+        inputs: &[("mime", "h")],
+        outputs: &[("message_id", "s")],
+    },
+    MethodSpec {
+        name: "FetchAttachment",
+        inputs: &[("file_reference", "s"), ("destination", "h")],
+        outputs: &[("size", "t")],
+    },
+    MethodSpec {
+        name: "WipeStatus",
+        inputs: &[],
+        outputs: &[("kind", "s"), ("phase", "s")],
+    },
+];
+
+/// The interface's read-only properties: name, type, and whether it never changes.
+pub const PROPERTIES: &[(&str, &str, bool)] = &[
+    ("AuthMethod", "s", true),
+    ("Email", "s", true),
+    ("Compliance", "(sas)", false),
+    ("LastSync", "t", false),
+    ("Policy", "a{sv}", false),
+    ("ProtocolVersion", "s", false),
+    ("State", "s", false),
+    ("StateDetail", "s", false),
+];
+
+/// The interface's signals and their arguments.
+pub const SIGNALS: &[(&str, &[Arg])] = &[
+    ("PolicyChanged", &[]),
+    ("ComplianceRequired", &[("status", "s"), ("missing", "as")]),
+    ("WipeRequested", &[("account_only", "b")]),
+    ("WipeCompleted", &[("account_only", "b")]),
+    (
+        "NewItems",
+        &[
+            ("folder_id", "s"),
+            ("folder", "s"),
+            ("class", "s"),
+            ("added", "t"),
+            ("changed", "t"),
+            ("deleted", "t"),
+        ],
+    ),
+    (
+        "Progress",
+        &[
+            ("folder", "s"),
+            ("class", "s"),
+            ("done", "t"),
+            ("estimated", "t"),
+        ],
+    ),
+    (
+        "DeviceCodeRequired",
+        &[
+            ("verification_uri", "s"),
+            ("user_code", "s"),
+            ("expires_in_secs", "t"),
+        ],
+    ),
+];
+
+/// The introspection document of `path`: the account object with its interfaces, or one
+/// of the nodes above it.
+pub fn introspect(path: &str) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut xml = String::from(
+        "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n          \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n",
+    );
+    if path == ACCOUNT_PATH {
+        xml.push_str(STANDARD_INTERFACES);
+        let _ = writeln!(xml, "  <interface name=\"{ACCOUNT_INTERFACE}\">");
+        for m in METHODS {
+            let _ = writeln!(xml, "    <method name=\"{}\">", m.name);
+            for (dir, args) in [("in", m.inputs), ("out", m.outputs)] {
+                for (name, ty) in args {
+                    let _ = writeln!(
+                        xml,
+                        "      <arg name=\"{name}\" type=\"{ty}\" direction=\"{dir}\"/>"
+                    );
+                }
+            }
+            xml.push_str("    </method>\n");
+        }
+        for (name, args) in SIGNALS {
+            let _ = writeln!(xml, "    <signal name=\"{name}\">");
+            for (arg, ty) in *args {
+                let _ = writeln!(xml, "      <arg name=\"{arg}\" type=\"{ty}\"/>");
+            }
+            xml.push_str("    </signal>\n");
+        }
+        for (name, ty, constant) in PROPERTIES {
+            let _ = write!(
+                xml,
+                "    <property name=\"{name}\" type=\"{ty}\" access=\"read\""
+            );
+            if *constant {
+                xml.push_str(
+                    ">\n      <annotation name=\"org.freedesktop.DBus.Property.EmitsChangedSignal\" \
+                     value=\"const\"/>\n    </property>\n",
+                );
+            } else {
+                xml.push_str("/>\n");
+            }
+        }
+        xml.push_str("  </interface>\n");
+    } else {
+        let below = ACCOUNT_PATH.strip_prefix(path)?;
+        let below = if path == "/" {
+            below
+        } else {
+            below.strip_prefix('/')?
+        };
+        let child = below.split('/').next().filter(|c| !c.is_empty())?;
+        xml.push_str(STANDARD_INTERFACES);
+        let _ = writeln!(xml, "  <node name=\"{child}\"/>");
+    }
+    xml.push_str("</node>\n");
+    Some(xml)
+}
+
+const STANDARD_INTERFACES: &str = r#"  <interface name="org.freedesktop.DBus.Peer">
+    <method name="Ping"/>
+    <method name="GetMachineId">
+      <arg name="machine_uuid" type="s" direction="out"/>
+    </method>
+  </interface>
+  <interface name="org.freedesktop.DBus.Introspectable">
+    <method name="Introspect">
+      <arg name="xml_data" type="s" direction="out"/>
+    </method>
+  </interface>
+  <interface name="org.freedesktop.DBus.Properties">
+    <method name="Get">
+      <arg name="interface_name" type="s" direction="in"/>
+      <arg name="property_name" type="s" direction="in"/>
+      <arg name="value" type="v" direction="out"/>
+    </method>
+    <method name="GetAll">
+      <arg name="interface_name" type="s" direction="in"/>
+      <arg name="properties" type="a{sv}" direction="out"/>
+    </method>
+    <method name="Set">
+      <arg name="interface_name" type="s" direction="in"/>
+      <arg name="property_name" type="s" direction="in"/>
+      <arg name="value" type="v" direction="in"/>
+    </method>
+    <signal name="PropertiesChanged">
+      <arg name="interface_name" type="s"/>
+      <arg name="changed_properties" type="a{sv}"/>
+      <arg name="invalidated_properties" type="as"/>
+    </signal>
+  </interface>
+"#;
 
 /// The `org.easync.Account1` object.
 pub struct Account1 {
@@ -88,7 +346,7 @@ impl Account1 {
     fn saved_state(&self) -> fdo::Result<AccountState> {
         match StateFile::new(&self.data_dir).peek() {
             Ok(state) => Ok(state.unwrap_or_default()),
-            Err(e) => Err(fdo::Error::Failed(e.to_string())),
+            Err(e) => Err(fdo::Failed(e.to_string())),
         }
     }
 }
@@ -97,7 +355,7 @@ impl Account1 {
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> fdo::Result<T> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| fdo::Error::Failed(format!("internal error: {e}")))
+        .map_err(|e| fdo::Failed(format!("internal error: {e}")))
 }
 
 /// A folder's path from the top ("Inbox/Projects"), bounded in depth.
@@ -116,10 +374,10 @@ fn folder_path(state: &AccountState, id: &str) -> String {
 }
 
 /// A D-Bus value for a policy element: numbers as `u`, the rest as `s`.
-fn policy_value(value: &str) -> OwnedValue {
+fn policy_value(value: &str) -> Value {
     match value.parse::<u32>() {
-        Ok(n) => OwnedValue::from(n),
-        Err(_) => OwnedValue::from(Str::from(value.to_string())),
+        Ok(n) => Value::U32(n),
+        Err(_) => Value::str(value),
     }
 }
 
@@ -135,7 +393,6 @@ fn copy_bounded(from: &mut dyn Read, to: &mut dyn Write, limit: u64) -> io::Resu
     Ok(copied)
 }
 
-#[zbus::interface(name = "org.easync.Account1", introspection_docs = false)]
 impl Account1 {
     /// A full cycle now (ends a parked Ping or a back-off wait).
     async fn sync_now(&self) -> fdo::Result<()> {
@@ -149,21 +406,21 @@ impl Account1 {
     /// starts (DeviceCodeRequired) and the call returns once it is approved. Errors:
     /// AuthFailed (the server refused the credentials), NoServer (Autodiscover found no
     /// server: ask the user for it), InvalidArgs, Failed.
-    #[zbus(out_args("server", "protocol_version"))]
-    async fn enroll(&self, options: HashMap<String, OwnedValue>) -> fdo::Result<(String, String)> {
+    async fn enroll(&self, options: HashMap<String, Value>) -> fdo::Result<(String, String)> {
         let text = |key: &str| -> fdo::Result<Option<String>> {
             match options.get(key) {
                 None => Ok(None),
-                Some(v) => <&str>::try_from(v)
-                    .map(|s| Some(s.to_string()))
-                    .map_err(|_| fdo::Error::InvalidArgs(format!("{key} must be a string"))),
+                Some(v) => match v.unwrap_variant() {
+                    Value::Str(s) => Ok(Some(s.clone())),
+                    _ => Err(fdo::InvalidArgs(format!("{key} must be a string"))),
+                },
             }
         };
         if let Some(unknown) = options
             .keys()
             .find(|k| !matches!(k.as_str(), "password" | "server"))
         {
-            return Err(fdo::Error::InvalidArgs(format!(
+            return Err(fdo::InvalidArgs(format!(
                 "unknown option {unknown:?}: Enroll takes password and server"
             )));
         }
@@ -172,12 +429,12 @@ impl Account1 {
         if password.as_ref().is_some_and(|p| p.len() > 1024)
             || server.as_ref().is_some_and(|s| s.len() > 2048)
         {
-            return Err(fdo::Error::InvalidArgs(
-                "the password is limited to 1024 bytes and the server URL to 2048".into(),
+            return Err(fdo::InvalidArgs(
+                "the password is limited to 1024 bytes and the server URL to 2048",
             ));
         }
         if self.auth_method == "password" && password.as_deref().is_none_or(str::is_empty) {
-            return Err(fdo::Error::InvalidArgs(format!(
+            return Err(fdo::InvalidArgs(format!(
                 "{} signs in with a password: give it as the option \"password\"",
                 self.email
             )));
@@ -193,13 +450,13 @@ impl Account1 {
         .await?;
         let enrolled = rx
             .await
-            .map_err(|_| fdo::Error::Failed("the daemon stopped during the enrollment".into()))?
+            .map_err(|_| fdo::Failed("the daemon stopped during the enrollment"))?
             .map_err(|e| match &e {
-                EngineError::Autodiscover(_) => fdo::Error::NoServer(e.to_string()),
+                EngineError::Autodiscover(_) => fdo::NoServer(e.to_string()),
                 EngineError::Transport(crate::transport::Error::Unauthorized { .. })
-                | EngineError::SignIn(_) => fdo::Error::AuthFailed(e.to_string()),
-                EngineError::Unsupported(_) => fdo::Error::InvalidArgs(e.to_string()),
-                _ => fdo::Error::Failed(e.to_string()),
+                | EngineError::SignIn(_) => fdo::AuthFailed(e.to_string()),
+                EngineError::Unsupported(_) => fdo::InvalidArgs(e.to_string()),
+                _ => fdo::Failed(e.to_string()),
             })?;
         log::info!(
             "enrolled over D-Bus: {} (ActiveSync {}, {} folders)",
@@ -217,13 +474,13 @@ impl Account1 {
     /// while roaming. Error NotSupported when no roaming file is configured.
     async fn set_roaming(&self, roaming: bool) -> fdo::Result<()> {
         let Some(file) = self.roaming_file.clone() else {
-            return Err(fdo::Error::NotSupported(
-                "no roaming signal is configured: set device.roaming_file".into(),
+            return Err(fdo::NotSupported(
+                "no roaming signal is configured: set device.roaming_file",
             ));
         };
         let changed = blocking(move || crate::store::atomic::set_flag_file(&file, roaming))
             .await?
-            .map_err(|e| fdo::Error::Failed(format!("cannot record the roaming state: {e}")))?;
+            .map_err(|e| fdo::Failed(format!("cannot record the roaming state: {e}")))?;
         if changed {
             log::info!(
                 "roaming {} (D-Bus)",
@@ -243,12 +500,11 @@ impl Account1 {
 
     /// The lock screen saw a wrong password. Returns the failures counted, the limit of
     /// the policy (0: none) and whether the device is being wiped because of them.
-    #[zbus(out_args("failures", "limit", "wiping"))]
     async fn report_unlock_failure(&self) -> fdo::Result<(u32, u32, bool)> {
         let data_dir = self.data_dir.clone();
         let status = blocking(move || unlock::record_failure(&data_dir))
             .await?
-            .map_err(|e| fdo::Error::Failed(e.to_string()))?;
+            .map_err(|e| fdo::Failed(e.to_string()))?;
         let wipe = status.wipe_due();
         if wipe {
             log::error!(
@@ -267,11 +523,10 @@ impl Account1 {
         blocking(move || unlock::record_success(&data_dir))
             .await?
             .map(|_| ())
-            .map_err(|e| fdo::Error::Failed(e.to_string()))
+            .map_err(|e| fdo::Failed(e.to_string()))
     }
 
     /// The server's folders: (id, path, class, synced, items stored).
-    #[zbus(out_args("folders"))]
     async fn list_folders(&self) -> fdo::Result<Vec<(String, String, String, bool, u32)>> {
         let state = self.saved_state()?;
         let choices = FolderChoices::load(&self.data_dir).unwrap_or_default();
@@ -310,21 +565,21 @@ impl Account1 {
     async fn set_folder_enabled(&self, folder_id: String, enabled: bool) -> fdo::Result<()> {
         let state = self.saved_state()?;
         let Some(folder) = state.folders.get(&folder_id) else {
-            return Err(fdo::Error::InvalidArgs(format!(
+            return Err(fdo::InvalidArgs(format!(
                 "no folder with the id {folder_id:?}: ListFolders gives the ids"
             )));
         };
         if folder.class.is_none() {
-            return Err(fdo::Error::InvalidArgs(format!(
+            return Err(fdo::InvalidArgs(format!(
                 "folder {:?} holds nothing easync syncs",
                 folder.display_name
             )));
         }
         let mut choices =
-            FolderChoices::load(&self.data_dir).map_err(|e| fdo::Error::Failed(e.to_string()))?;
+            FolderChoices::load(&self.data_dir).map_err(|e| fdo::Failed(e.to_string()))?;
         let changed = choices
             .set(&folder_id, enabled)
-            .map_err(|e| fdo::Error::Failed(e.to_string()))?;
+            .map_err(|e| fdo::Failed(e.to_string()))?;
         if changed {
             log::info!(
                 "folder {:?} {} over D-Bus",
@@ -339,11 +594,10 @@ impl Account1 {
 
     /// Queues a message (RFC 5322, read from `mime`) in the outbox; returns its name
     /// there. The message leaves with the next outbox round, which starts at once.
-    #[zbus(out_args("message_id"))]
     async fn send_mail(&self, mime: OwnedFd) -> fdo::Result<String> {
         let data_dir = self.data_dir.clone();
         let queued = blocking(move || -> Result<String, String> {
-            let mut source = File::from(std::os::fd::OwnedFd::from(mime));
+            let mut source = File::from(mime);
             let outbox = Outbox::open(&data_dir).map_err(|e| e.to_string())?;
             let mut delivery = outbox
                 .maildir()
@@ -360,7 +614,7 @@ impl Account1 {
             Ok(message.id)
         })
         .await?
-        .map_err(fdo::Error::Failed)?;
+        .map_err(fdo::Failed)?;
         log::info!("message {queued} queued in the outbox over D-Bus");
         let handle = self.handle.clone();
         blocking(move || handle.local_change()).await?;
@@ -369,15 +623,14 @@ impl Account1 {
 
     /// Fetches the attachment `file_reference` (from a mail's attachment list) and writes
     /// it into `destination`; returns its size. The policy's attachment rules apply.
-    #[zbus(out_args("size"))]
     async fn fetch_attachment(
         &self,
         file_reference: String,
         destination: OwnedFd,
     ) -> fdo::Result<u64> {
         if file_reference.is_empty() || file_reference.len() > 4096 {
-            return Err(fdo::Error::InvalidArgs(
-                "the file reference must be 1 to 4096 bytes".into(),
+            return Err(fdo::InvalidArgs(
+                "the file reference must be 1 to 4096 bytes",
             ));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -394,14 +647,14 @@ impl Account1 {
             })
         })
         .await?;
-        let fetched = rx.await.map_err(|_| {
-            fdo::Error::Failed("the daemon stopped before the attachment was fetched".into())
-        })?;
-        fetched.map_err(|e| fdo::Error::Failed(e.to_string()))?;
+        let fetched = rx
+            .await
+            .map_err(|_| fdo::Failed("the daemon stopped before the attachment was fetched"))?;
+        fetched.map_err(|e| fdo::Failed(e.to_string()))?;
         blocking(move || -> Result<u64, String> {
             let copied = (|| {
                 let mut from = File::open(&temp)?;
-                let mut to = File::from(std::os::fd::OwnedFd::from(destination));
+                let mut to = File::from(destination);
                 let n = io::copy(&mut from, &mut to)?;
                 to.flush()?;
                 Ok::<u64, io::Error>(n)
@@ -410,12 +663,11 @@ impl Account1 {
             copied.map_err(|e| format!("cannot write the attachment to the descriptor: {e}"))
         })
         .await?
-        .map_err(fdo::Error::Failed)
+        .map_err(fdo::Failed)
     }
 
     /// The wipe recorded in the data directory: its kind ("full", "account-only") and the
     /// last step done ("acknowledged" ... "completed"); empty strings when there is none.
-    #[zbus(out_args("kind", "phase"))]
     async fn wipe_status(&self) -> fdo::Result<(String, String)> {
         match crate::device::wipe::progress(&self.data_dir) {
             Ok(None) => Ok((String::new(), String::new())),
@@ -427,127 +679,151 @@ impl Account1 {
                 .to_string(),
                 p.phase.as_str().to_string(),
             )),
-            Err(e) => Err(fdo::Error::Failed(e.to_string())),
+            Err(e) => Err(fdo::Failed(e.to_string())),
         }
     }
 
-    /// The account's mail address.
-    #[zbus(property(emits_changed_signal = "const"))]
-    fn email(&self) -> String {
-        self.email.clone()
+    /// The value of the property `name`.
+    fn property(&self, name: &str) -> Option<Value> {
+        match name {
+            "Email" => Some(Value::str(&self.email)),
+            "AuthMethod" => Some(Value::str(self.auth_method)),
+            _ => view_property(&self.view(), name),
+        }
     }
 
-    /// How the account signs in: "password" or "oauth".
-    #[zbus(property(emits_changed_signal = "const"))]
-    fn auth_method(&self) -> String {
-        self.auth_method.to_string()
+    /// All properties, for GetAll.
+    fn all_properties(&self) -> Value {
+        Value::Dict(
+            "s".into(),
+            "v".into(),
+            PROPERTIES
+                .iter()
+                .filter_map(|(name, _, _)| {
+                    let value = self.property(name)?;
+                    Some((Value::str(*name), Value::Variant(Box::new(value))))
+                })
+                .collect(),
+        )
     }
 
-    #[zbus(property)]
-    fn state(&self) -> String {
-        self.view().state.as_str().to_string()
+    /// Serves one call of the account's interface (arguments already checked against
+    /// [`METHODS`]).
+    async fn call(&self, member: &str, args: Vec<Value>, mut fds: Vec<OwnedFd>) -> Reply {
+        let mut args = args.into_iter();
+        let mut next = || args.next().unwrap_or(Value::Byte(0));
+        let text = |v: Value| match v {
+            Value::Str(s) => s,
+            _ => String::new(),
+        };
+        let flag = |v: Value| v.as_bool().unwrap_or(false);
+        let mut fd = |v: Value| -> fdo::Result<OwnedFd> {
+            match v {
+                Value::Fd(i) if (i as usize) < fds.len() => Ok(fds.swap_remove(i as usize)),
+                _ => Err(fdo::InvalidArgs("no file descriptor came with the call")),
+            }
+        };
+        Ok(match member {
+            "SyncNow" => {
+                self.sync_now().await?;
+                vec![]
+            }
+            "Enroll" => {
+                let options = match next() {
+                    Value::Dict(_, _, entries) => {
+                        entries.into_iter().map(|(k, v)| (text(k), v)).collect()
+                    }
+                    _ => HashMap::new(),
+                };
+                let (server, version) = self.enroll(options).await?;
+                vec![Value::Str(server), Value::Str(version)]
+            }
+            "SetRoaming" => {
+                self.set_roaming(flag(next())).await?;
+                vec![]
+            }
+            "ReportCompliance" => {
+                self.report_compliance().await?;
+                vec![]
+            }
+            "ReportUnlockFailure" => {
+                let (failures, limit, wiping) = self.report_unlock_failure().await?;
+                vec![Value::U32(failures), Value::U32(limit), Value::Bool(wiping)]
+            }
+            "ReportUnlockSuccess" => {
+                self.report_unlock_success().await?;
+                vec![]
+            }
+            "ListFolders" => {
+                let folders = self.list_folders().await?;
+                vec![Value::Array(
+                    "(sssbu)".into(),
+                    folders
+                        .into_iter()
+                        .map(|(id, path, class, synced, items)| {
+                            Value::Struct(vec![
+                                Value::Str(id),
+                                Value::Str(path),
+                                Value::Str(class),
+                                Value::Bool(synced),
+                                Value::U32(items),
+                            ])
+                        })
+                        .collect(),
+                )]
+            }
+            "SetFolderEnabled" => {
+                let id = text(next());
+                self.set_folder_enabled(id, flag(next())).await?;
+                vec![]
+            }
+            "SendMail" => {
+                let mime = fd(next())?;
+                vec![Value::Str(self.send_mail(mime).await?)]
+            }
+            "FetchAttachment" => {
+                let reference = text(next());
+                let destination = fd(next())?;
+                vec![Value::U64(
+                    self.fetch_attachment(reference, destination).await?,
+                )]
+            }
+            "WipeStatus" => {
+                let (kind, phase) = self.wipe_status().await?;
+                vec![Value::Str(kind), Value::Str(phase)]
+            }
+            _ => {
+                return Err(fdo::UnknownMethod(format!(
+                    "{ACCOUNT_INTERFACE} has no method {member}"
+                )));
+            }
+        })
     }
-
-    #[zbus(property)]
-    fn state_detail(&self) -> String {
-        self.view().state_detail.clone()
-    }
-
-    #[zbus(property)]
-    fn protocol_version(&self) -> String {
-        self.view().protocol_version.clone()
-    }
-
-    #[zbus(property)]
-    fn last_sync(&self) -> u64 {
-        self.view().last_sync
-    }
-
-    #[zbus(property)]
-    fn compliance(&self) -> (String, Vec<String>) {
-        self.view().compliance_property()
-    }
-
-    #[zbus(property)]
-    fn policy(&self) -> HashMap<String, OwnedValue> {
-        self.view()
-            .policy
-            .iter()
-            .map(|(name, value)| (name.clone(), policy_value(value)))
-            .collect()
-    }
-
-    #[zbus(signal, name = "PolicyChanged")]
-    async fn policy_changed_signal(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    async fn compliance_required(
-        emitter: &SignalEmitter<'_>,
-        status: &str,
-        missing: Vec<String>,
-    ) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    async fn wipe_requested(emitter: &SignalEmitter<'_>, account_only: bool) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    async fn wipe_completed(emitter: &SignalEmitter<'_>, account_only: bool) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    async fn new_items(
-        emitter: &SignalEmitter<'_>,
-        folder_id: &str,
-        folder: &str,
-        class: &str,
-        added: u64,
-        changed: u64,
-        deleted: u64,
-    ) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    async fn progress(
-        emitter: &SignalEmitter<'_>,
-        folder: &str,
-        class: &str,
-        done: u64,
-        estimated: u64,
-    ) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    async fn device_code_required(
-        emitter: &SignalEmitter<'_>,
-        verification_uri: &str,
-        user_code: &str,
-        expires_in_secs: u64,
-    ) -> zbus::Result<()>;
 }
 
 static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The running service.
 pub struct Service {
-    connection: zbus::Connection,
+    connection: Connection,
+    view: Arc<Mutex<AccountView>>,
 }
 
 impl Service {
     /// Connects to `bus`, serves the account object and takes the name `org.easync`.
     pub async fn start(bus: Bus, account: Account1) -> Result<Service, DbusError> {
         let name = bus.as_str();
-        let builder = match bus {
-            Bus::System => zbus::connection::Builder::system(),
-            Bus::Session => zbus::connection::Builder::session(),
-        }
-        .and_then(|b| b.serve_at(ACCOUNT_PATH, account))
-        .map_err(|source| DbusError::Connect { bus: name, source })?;
-        let connection = builder
-            .build()
+        let (connection, incoming) = Connection::connect(bus, INBOUND_LIMIT)
             .await
             .map_err(|source| DbusError::Connect { bus: name, source })?;
+        let view = account.view.clone();
+        // Serve before owning the name: the first callers come as soon as it is taken.
+        tokio::spawn(serve(connection.clone(), incoming, Arc::new(account)));
         connection
-            .request_name_with_flags(BUS_NAME, zbus::fdo::RequestNameFlags::DoNotQueue.into())
+            .request_name(BUS_NAME)
             .await
             .map_err(|source| DbusError::Name { bus: name, source })?;
-        Ok(Service { connection })
+        Ok(Service { connection, view })
     }
 
     /// Emits what an event changed. Failures are logged (a listener gone is no reason to
@@ -561,37 +837,55 @@ impl Service {
         }
     }
 
-    async fn emit(&self, changes: &Changes) -> zbus::Result<()> {
-        let iface = self
-            .connection
-            .object_server()
-            .interface::<_, Account1>(ACCOUNT_PATH)
-            .await?;
-        let emitter = iface.signal_emitter();
-        {
-            let account = iface.get().await;
-            for p in &changes.properties {
-                match p {
-                    Property::State => account.state_changed(emitter).await?,
-                    Property::StateDetail => account.state_detail_changed(emitter).await?,
-                    Property::ProtocolVersion => account.protocol_version_changed(emitter).await?,
-                    Property::LastSync => account.last_sync_changed(emitter).await?,
-                    Property::Compliance => account.compliance_changed(emitter).await?,
-                    Property::Policy => account.policy_changed(emitter).await?,
-                }
-            }
+    async fn emit(&self, changes: &Changes) -> Result<(), CallError> {
+        let signal = |member: &str, body: Vec<Value>| {
+            Message::signal(ACCOUNT_PATH, ACCOUNT_INTERFACE, member, body)
+        };
+        if !changes.properties.is_empty() {
+            let changed: Vec<(Value, Value)> = {
+                let view = self.view.lock().unwrap_or_else(|p| p.into_inner());
+                changes
+                    .properties
+                    .iter()
+                    .map(|p| {
+                        let name = match p {
+                            Property::State => "State",
+                            Property::StateDetail => "StateDetail",
+                            Property::ProtocolVersion => "ProtocolVersion",
+                            Property::LastSync => "LastSync",
+                            Property::Compliance => "Compliance",
+                            Property::Policy => "Policy",
+                        };
+                        let value = view_property(&view, name).unwrap_or(Value::Byte(0));
+                        (Value::str(name), Value::Variant(Box::new(value)))
+                    })
+                    .collect()
+            };
+            self.connection
+                .send(Message::signal(
+                    ACCOUNT_PATH,
+                    "org.freedesktop.DBus.Properties",
+                    "PropertiesChanged",
+                    vec![
+                        Value::str(ACCOUNT_INTERFACE),
+                        Value::Dict("s".into(), "v".into(), changed),
+                        Value::strings::<&str>(&[]),
+                    ],
+                ))
+                .await?;
         }
         for s in &changes.signals {
-            match s {
-                Signal::PolicyChanged => Account1::policy_changed_signal(emitter).await?,
-                Signal::ComplianceRequired { status, missing } => {
-                    Account1::compliance_required(emitter, status, missing.clone()).await?
-                }
+            let message = match s {
+                Signal::PolicyChanged => signal("PolicyChanged", vec![]),
+                Signal::ComplianceRequired { status, missing } => signal(
+                    "ComplianceRequired",
+                    vec![Value::str(status.to_string()), Value::strings(missing)],
+                ),
                 Signal::WipeRequested { account_only } => {
-                    Account1::wipe_requested(emitter, *account_only).await?
+                    signal("WipeRequested", vec![Value::Bool(*account_only)])
                 }
                 Signal::WipeCompleted { account_only } => {
-                    Account1::wipe_completed(emitter, *account_only).await?
+                    signal("WipeCompleted", vec![Value::Bool(*account_only)])
                 }
                 Signal::NewItems {
                     folder_id,
@@ -600,34 +894,207 @@ impl Service {
                     added,
                     changed,
                     deleted,
-                } => {
-                    Account1::new_items(
-                        emitter, folder_id, folder, class, *added, *changed, *deleted,
-                    )
-                    .await?
-                }
+                } => signal(
+                    "NewItems",
+                    vec![
+                        Value::str(folder_id.as_str()),
+                        Value::str(folder.as_str()),
+                        Value::str(*class),
+                        Value::U64(*added),
+                        Value::U64(*changed),
+                        Value::U64(*deleted),
+                    ],
+                ),
                 Signal::Progress {
                     folder,
                     class,
                     done,
                     estimated,
-                } => Account1::progress(emitter, folder, class, *done, *estimated).await?,
+                } => signal(
+                    "Progress",
+                    vec![
+                        Value::str(folder.as_str()),
+                        Value::str(*class),
+                        Value::U64(*done),
+                        Value::U64(*estimated),
+                    ],
+                ),
                 Signal::DeviceCodeRequired {
                     verification_uri,
                     user_code,
                     expires_in_secs,
-                } => {
-                    Account1::device_code_required(
-                        emitter,
-                        verification_uri,
-                        user_code,
-                        *expires_in_secs,
-                    )
-                    .await?
-                }
-            }
+                } => signal(
+                    "DeviceCodeRequired",
+                    vec![
+                        Value::str(verification_uri.as_str()),
+                        Value::str(user_code.as_str()),
+                        Value::U64(*expires_in_secs),
+                    ],
+                ),
+            };
+            self.connection.send(message).await?;
         }
         Ok(())
+    }
+}
+
+/// A property of the view (the ones that change), as [`Account1::property`] gives it.
+fn view_property(view: &AccountView, name: &str) -> Option<Value> {
+    Some(match name {
+        "State" => Value::str(view.state.as_str()),
+        "StateDetail" => Value::str(&view.state_detail),
+        "ProtocolVersion" => Value::str(&view.protocol_version),
+        "LastSync" => Value::U64(view.last_sync),
+        "Compliance" => {
+            let (status, missing) = view.compliance_property();
+            Value::Struct(vec![Value::Str(status), Value::strings(&missing)])
+        }
+        "Policy" => Value::Dict(
+            "s".into(),
+            "v".into(),
+            view.policy
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        Value::str(name),
+                        Value::Variant(Box::new(policy_value(value))),
+                    )
+                })
+                .collect(),
+        ),
+        _ => return None,
+    })
+}
+
+/// Answers the calls that reach the connection until it closes.
+async fn serve(connection: Connection, mut incoming: Incoming, account: Arc<Account1>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS));
+    while let Some(message) = incoming.next().await {
+        if message.kind != Kind::MethodCall {
+            continue;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let connection = connection.clone();
+        let account = account.clone();
+        tokio::spawn(async move {
+            let mut message = message;
+            let wants_reply = message.flags & NO_REPLY_EXPECTED == 0;
+            let reply = match dispatch(&account, &mut message).await {
+                Ok(body) => Message::reply(&message, body),
+                Err(e) => Message::error(&message, e.name, &e.message),
+            };
+            if wants_reply {
+                if let Err(e) = connection.send(reply).await {
+                    log::warn!("D-Bus: cannot answer {:?}: {e}", message.member);
+                }
+            }
+            drop(slot);
+        });
+    }
+    log::error!(
+        "D-Bus: the connection to the bus ended; easyncd goes on syncing without its \
+         org.easync service (restart easyncd once the bus is back)"
+    );
+}
+
+/// Routes a call to its object and interface and checks its arguments.
+async fn dispatch(account: &Account1, call: &mut Message) -> Reply {
+    let path = call.path.as_deref().unwrap_or("");
+    let member = call.member.as_deref().unwrap_or("");
+    let interface = call.interface.as_deref();
+    let signature = call.signature();
+    if path != ACCOUNT_PATH {
+        return match (interface, member) {
+            (Some("org.freedesktop.DBus.Introspectable") | None, "Introspect") => introspect(path)
+                .map(|xml| vec![Value::Str(xml)])
+                .ok_or_else(|| fdo::UnknownObject(format!("no object {path}"))),
+            (Some("org.freedesktop.DBus.Peer") | None, "Ping") => Ok(vec![]),
+            _ => Err(fdo::UnknownObject(format!(
+                "no object {path}: the account is {ACCOUNT_PATH}"
+            ))),
+        };
+    }
+    let expect = |sig: &str| {
+        if signature == sig {
+            Ok(())
+        } else {
+            Err(fdo::InvalidArgs(format!(
+                "{member} takes ({sig}), not ({signature})"
+            )))
+        }
+    };
+    let own = |name: &str| {
+        if name == ACCOUNT_INTERFACE || name.is_empty() {
+            Ok(())
+        } else {
+            Err(fdo::UnknownInterface(format!(
+                "{path} has no interface {name}"
+            )))
+        }
+    };
+    match (interface, member) {
+        (Some("org.freedesktop.DBus.Peer") | None, "Ping") => Ok(vec![]),
+        (Some("org.freedesktop.DBus.Peer") | None, "GetMachineId") => {
+            ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+                .iter()
+                .find_map(|f| std::fs::read_to_string(f).ok())
+                .map(|id| vec![Value::str(id.trim())])
+                .ok_or_else(|| fdo::Failed("this system has no machine id"))
+        }
+        (Some("org.freedesktop.DBus.Introspectable") | None, "Introspect") => {
+            Ok(vec![Value::Str(introspect(path).unwrap_or_default())])
+        }
+        (Some("org.freedesktop.DBus.Properties"), "Get") => {
+            expect("ss")?;
+            let [Value::Str(iface), Value::Str(name)] = &call.body[..] else {
+                return Err(fdo::InvalidArgs(
+                    "Get takes an interface and a property name",
+                ));
+            };
+            own(iface)?;
+            account
+                .property(name)
+                .map(|v| vec![Value::Variant(Box::new(v))])
+                .ok_or_else(|| {
+                    fdo::UnknownProperty(format!("{ACCOUNT_INTERFACE} has no property {name}"))
+                })
+        }
+        (Some("org.freedesktop.DBus.Properties"), "GetAll") => {
+            expect("s")?;
+            match call.body.first().and_then(Value::as_str).unwrap_or("") {
+                "" | ACCOUNT_INTERFACE => {}
+                "org.freedesktop.DBus.Peer"
+                | "org.freedesktop.DBus.Introspectable"
+                | "org.freedesktop.DBus.Properties" => {
+                    return Ok(vec![Value::Dict("s".into(), "v".into(), vec![])]);
+                }
+                other => return own(other).map(|_| vec![]),
+            }
+            Ok(vec![account.all_properties()])
+        }
+        (Some("org.freedesktop.DBus.Properties"), "Set") => Err(fdo::PropertyReadOnly(
+            "the properties of org.easync.Account1 are read-only",
+        )),
+        (Some(ACCOUNT_INTERFACE) | None, _) => {
+            let Some(spec) = METHODS.iter().find(|m| m.name == member) else {
+                return Err(fdo::UnknownMethod(format!(
+                    "{ACCOUNT_INTERFACE} has no method {member}"
+                )));
+            };
+            let wanted: String = spec.inputs.iter().map(|(_, ty)| *ty).collect();
+            expect(&wanted)?;
+            let member = member.to_string();
+            let (args, fds) = (
+                std::mem::take(&mut call.body),
+                std::mem::take(&mut call.fds),
+            );
+            account.call(&member, args, fds).await
+        }
+        (Some(other), _) => Err(fdo::UnknownInterface(format!(
+            "{path} has no interface {other}"
+        ))),
     }
 }
 

@@ -8,9 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::os::fd::OwnedFd;
+
+use easync::dbus::conn::{CallError, Connection, Incoming};
+use easync::dbus::wire::{Kind, Message, Value};
 use easync::dbus::{ACCOUNT_INTERFACE, ACCOUNT_PATH, BUS_NAME, Bus};
 use serde_json::{Value as Json, json};
-use zbus::zvariant::{OwnedFd, OwnedValue};
 
 /// The commands this module serves.
 pub const COMMANDS: [&str; 11] = [
@@ -138,61 +141,143 @@ fn parse(args: Vec<std::ffi::OsString>) -> Result<Options, String> {
     Ok(options)
 }
 
-/// A connection and a proxy of the account object.
+/// A connection to the bus and the account object's calls.
 struct Daemon {
-    proxy: zbus::Proxy<'static>,
+    connection: Connection,
+    incoming: tokio::sync::Mutex<Incoming>,
 }
+
+/// The largest reply taken (bytes): a folder list of many thousands fits.
+const INBOUND_LIMIT: usize = 32 * 1024 * 1024;
 
 impl Daemon {
     async fn connect(bus: Bus) -> Result<Daemon, String> {
-        let connection = match bus {
-            Bus::System => zbus::Connection::system().await,
-            Bus::Session => zbus::Connection::session().await,
-        }
-        .map_err(|e| format!("cannot reach the {} bus: {e}", bus.as_str()))?;
-        let proxy = zbus::Proxy::new(&connection, BUS_NAME, ACCOUNT_PATH, ACCOUNT_INTERFACE)
+        let (connection, incoming) = Connection::connect(bus, INBOUND_LIMIT)
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(Daemon { proxy })
+            .map_err(|e| format!("cannot reach the {} bus: {e}", bus.as_str()))?;
+        Ok(Daemon {
+            connection,
+            incoming: tokio::sync::Mutex::new(incoming),
+        })
     }
 
-    async fn property<T>(&self, name: &str) -> Result<T, String>
-    where
-        T: TryFrom<OwnedValue>,
-        T::Error: Into<zbus::Error>,
-    {
-        self.proxy
-            .get_property::<T>(name)
-            .await
-            .map_err(|e| explain(e, name))
+    /// Calls a method of the account; its reply's arguments.
+    async fn call(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Vec<Value>, CallError> {
+        let mut message =
+            Message::call(BUS_NAME, ACCOUNT_PATH, ACCOUNT_INTERFACE, method).with_body(args);
+        message.fds = fds;
+        self.connection.call(message).await.map(|reply| reply.body)
     }
 
-    async fn call<B, R>(&self, method: &str, body: &B) -> Result<R, String>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-        R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-    {
-        self.proxy
-            .call(method, body)
+    /// Like [`Daemon::call`], with failures explained.
+    async fn ask(&self, method: &str, args: Vec<Value>) -> Result<Vec<Value>, String> {
+        self.call(method, args, Vec::new())
             .await
             .map_err(|e| explain(e, method))
     }
+
+    async fn property(&self, name: &str) -> Result<Value, String> {
+        let reply = self
+            .connection
+            .call(
+                Message::call(
+                    BUS_NAME,
+                    ACCOUNT_PATH,
+                    "org.freedesktop.DBus.Properties",
+                    "Get",
+                )
+                .with_body(vec![Value::str(ACCOUNT_INTERFACE), Value::str(name)]),
+            )
+            .await
+            .map_err(|e| explain(e, name))?;
+        match reply.body.into_iter().next() {
+            Some(Value::Variant(v)) => Ok(*v),
+            other => Err(format!("{name}: unexpected value {other:?}")),
+        }
+    }
+
+    async fn text(&self, name: &str) -> Result<String, String> {
+        match self.property(name).await? {
+            Value::Str(s) => Ok(s),
+            other => Err(format!("{name}: not a string but {other:?}")),
+        }
+    }
+
+    async fn number(&self, name: &str) -> Result<u64, String> {
+        let v = self.property(name).await?;
+        v.as_u64()
+            .ok_or_else(|| format!("{name}: not a number but {v:?}"))
+    }
+
+    /// The Compliance property: status and the elements not applied.
+    async fn compliance(&self) -> Result<(String, Vec<String>), String> {
+        let v = self.property("Compliance").await?;
+        match v.items() {
+            Some([Value::Str(status), missing]) => Ok((status.clone(), strings(missing))),
+            _ => Err(format!("Compliance: unexpected value {v:?}")),
+        }
+    }
+
+    /// The Policy property: element name to value.
+    async fn policy(&self) -> Result<HashMap<String, Value>, String> {
+        let v = self.property("Policy").await?;
+        Ok(v.entries()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.unwrap_variant().clone())))
+            .collect())
+    }
+
+    /// From now on, the account's signals reach [`Daemon::next_signal`].
+    async fn listen(&self) -> Result<(), String> {
+        self.connection
+            .add_match(&format!(
+                "type='signal',sender='{BUS_NAME}',path='{ACCOUNT_PATH}'"
+            ))
+            .await
+            .map_err(|e| explain(e, "listening for signals"))
+    }
+
+    /// The next signal of the account (after [`Daemon::listen`]).
+    async fn next_signal(&self) -> Option<Message> {
+        let mut incoming = self.incoming.lock().await;
+        loop {
+            let message = incoming.next().await?;
+            if message.kind == Kind::Signal {
+                return Some(message);
+            }
+        }
+    }
+}
+
+/// The strings of an `as` value.
+fn strings(v: &Value) -> Vec<String> {
+    v.items()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
 }
 
 /// Turns a D-Bus failure into what the user can do about it.
-fn explain(e: zbus::Error, what: &str) -> String {
-    let text = e.to_string();
-    if text.contains("ServiceUnknown") || text.contains("was not provided by any") {
+fn explain(e: CallError, what: &str) -> String {
+    let name = e.error_name().unwrap_or_default();
+    if name.ends_with(".ServiceUnknown") || name.ends_with(".NameHasNoOwner") {
         format!(
             "easyncd is not running on this bus (no {BUS_NAME}): start it (systemctl start easyncd)"
         )
-    } else if text.contains("AccessDenied") {
+    } else if name.ends_with(".AccessDenied") {
         format!(
             "{what}: access denied by the bus policy: run as root or as a member of the group \
              org.easync.conf allows"
         )
     } else {
-        format!("{what}: {text}")
+        format!("{what}: {e}")
     }
 }
 
@@ -207,7 +292,10 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
         ["folders"] => folders(&daemon, o.json).await,
         ["folders", action @ ("enable" | "disable"), id] => {
             daemon
-                .call::<_, ()>("SetFolderEnabled", &(*id, *action == "enable"))
+                .ask(
+                    "SetFolderEnabled",
+                    vec![Value::str(*id), Value::Bool(*action == "enable")],
+                )
                 .await?;
             say(
                 o.json,
@@ -218,8 +306,16 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
         }
         ["policy"] => policy(&daemon, o.json).await,
         ["wipe-status"] => {
-            let (kind, phase): (String, String) = daemon.call("WipeStatus", &()).await?;
-            let state: String = daemon.property("State").await?;
+            let reply = daemon.ask("WipeStatus", vec![]).await?;
+            let text = |i: usize| {
+                reply
+                    .get(i)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (kind, phase) = (text(0), text(1));
+            let state = daemon.text("State").await?;
             say(
                 o.json,
                 json!({ "kind": kind, "phase": phase, "state": state }),
@@ -234,14 +330,16 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         ["roaming", on @ ("on" | "off")] => {
-            daemon.call::<_, ()>("SetRoaming", &(*on == "on",)).await?;
+            daemon
+                .ask("SetRoaming", vec![Value::Bool(*on == "on")])
+                .await?;
             say(o.json, json!({ "roaming": *on == "on" }), || {
                 format!("roaming {on}")
             });
             Ok(ExitCode::SUCCESS)
         }
         ["report-compliance"] => {
-            daemon.call::<_, ()>("ReportCompliance", &()).await?;
+            daemon.ask("ReportCompliance", vec![]).await?;
             say(o.json, json!({ "reported": true }), || {
                 "the policy is checked again with the hooks; see `easyncctl status`".into()
             });
@@ -249,13 +347,15 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
         }
         ["unlock", outcome @ ("failed" | "ok")] => {
             if *outcome == "ok" {
-                daemon.call::<_, ()>("ReportUnlockSuccess", &()).await?;
+                daemon.ask("ReportUnlockSuccess", vec![]).await?;
                 say(o.json, json!({ "failures": 0 }), || {
                     "failure count reset".into()
                 });
             } else {
-                let (failures, limit, wiping): (u32, u32, bool) =
-                    daemon.call("ReportUnlockFailure", &()).await?;
+                let reply = daemon.ask("ReportUnlockFailure", vec![]).await?;
+                let number = |i: usize| reply.get(i).and_then(Value::as_u64).unwrap_or(0);
+                let (failures, limit) = (number(0), number(1));
+                let wiping = reply.get(2).and_then(Value::as_bool).unwrap_or(false);
                 say(
                     o.json,
                     json!({ "failures": failures, "limit": limit, "wiping": wiping }),
@@ -272,8 +372,15 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
         }
         ["send", file] => {
             let f = std::fs::File::open(file).map_err(|e| format!("cannot open {file}: {e}"))?;
-            let fd = OwnedFd::from(std::os::fd::OwnedFd::from(f));
-            let id: String = daemon.call("SendMail", &(fd,)).await?;
+            let reply = daemon
+                .call("SendMail", vec![Value::Fd(0)], vec![OwnedFd::from(f)])
+                .await
+                .map_err(|e| explain(e, "SendMail"))?;
+            let id = reply
+                .first()
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             say(o.json, json!({ "queued": id }), || {
                 format!("queued as {id}; it is sent at once")
             });
@@ -288,12 +395,17 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
                 .mode(0o640)
                 .open(&path)
                 .map_err(|e| format!("cannot create {out}: {e}"))?;
-            let fd = OwnedFd::from(std::os::fd::OwnedFd::from(f));
+            let fd = OwnedFd::from(f);
             match daemon
-                .call::<_, u64>("FetchAttachment", &(*reference, fd))
+                .call(
+                    "FetchAttachment",
+                    vec![Value::str(*reference), Value::Fd(0)],
+                    vec![fd],
+                )
                 .await
             {
-                Ok(size) => {
+                Ok(reply) => {
+                    let size = reply.first().and_then(Value::as_u64).unwrap_or(0);
                     say(o.json, json!({ "file": out, "bytes": size }), || {
                         format!("{size} bytes written to {out}")
                     });
@@ -301,7 +413,7 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&path);
-                    Err(e)
+                    Err(explain(e, "FetchAttachment"))
                 }
             }
         }
@@ -348,12 +460,12 @@ fn compliance_words(status: &str) -> &'static str {
 }
 
 async fn status(d: &Daemon, json: bool) -> Result<ExitCode, String> {
-    let state: String = d.property("State").await?;
-    let detail: String = d.property("StateDetail").await?;
-    let version: String = d.property("ProtocolVersion").await?;
-    let last_sync: u64 = d.property("LastSync").await?;
-    let (compliance, missing): (String, Vec<String>) = d.property("Compliance").await?;
-    let policy: HashMap<String, OwnedValue> = d.property("Policy").await?;
+    let state = d.text("State").await?;
+    let detail = d.text("StateDetail").await?;
+    let version = d.text("ProtocolVersion").await?;
+    let last_sync = d.number("LastSync").await?;
+    let (compliance, missing) = d.compliance().await?;
+    let policy = d.policy().await?;
     if json {
         println!(
             "{}",
@@ -400,24 +512,23 @@ async fn status(d: &Daemon, json: bool) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn value_text(v: &OwnedValue) -> String {
-    if let Ok(n) = u32::try_from(v) {
-        return n.to_string();
+fn value_text(v: &Value) -> String {
+    match (v.as_u64(), v.as_str()) {
+        (Some(n), _) => n.to_string(),
+        (_, Some(s)) => s.to_string(),
+        _ => format!("{v:?}"),
     }
-    if let Ok(s) = <&str>::try_from(v) {
-        return s.to_string();
-    }
-    format!("{:?}", **v)
 }
 
-fn policy_json(policy: &HashMap<String, OwnedValue>) -> Json {
+fn policy_json(policy: &HashMap<String, Value>) -> Json {
     Json::Object(
         policy
             .iter()
             .map(|(k, v)| {
-                let value = u32::try_from(v)
+                let value = v
+                    .as_u64()
                     .map(Json::from)
-                    .unwrap_or_else(|_| Json::from(value_text(v)));
+                    .unwrap_or_else(|| Json::from(value_text(v)));
                 (k.clone(), value)
             })
             .collect(),
@@ -471,7 +582,7 @@ fn plain(name: &str, value: &str) -> Option<String> {
     })
 }
 
-fn policy_lines(policy: &HashMap<String, OwnedValue>) -> Vec<String> {
+fn policy_lines(policy: &HashMap<String, Value>) -> Vec<String> {
     let mut names: Vec<&String> = policy.keys().collect();
     names.sort();
     let mut lines: Vec<String> = names
@@ -485,8 +596,8 @@ fn policy_lines(policy: &HashMap<String, OwnedValue>) -> Vec<String> {
 }
 
 async fn policy(d: &Daemon, json: bool) -> Result<ExitCode, String> {
-    let policy: HashMap<String, OwnedValue> = d.property("Policy").await?;
-    let (compliance, missing): (String, Vec<String>) = d.property("Compliance").await?;
+    let policy = d.policy().await?;
+    let (compliance, missing) = d.compliance().await?;
     if json {
         println!(
             "{}",
@@ -520,7 +631,23 @@ async fn policy(d: &Daemon, json: bool) -> Result<ExitCode, String> {
 }
 
 async fn folders(d: &Daemon, json: bool) -> Result<ExitCode, String> {
-    let mut list: Vec<(String, String, String, bool, u32)> = d.call("ListFolders", &()).await?;
+    let reply = d.ask("ListFolders", vec![]).await?;
+    let mut list: Vec<(String, String, String, bool, u64)> = reply
+        .first()
+        .and_then(Value::items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| match f.items()? {
+            [id, path, class, on, items] => Some((
+                id.as_str()?.to_string(),
+                path.as_str()?.to_string(),
+                class.as_str()?.to_string(),
+                on.as_bool()?,
+                items.as_u64()?,
+            )),
+            _ => None,
+        })
+        .collect();
     list.sort_by(|a, b| a.1.cmp(&b.1));
     if json {
         let items: Vec<Json> = list
@@ -596,17 +723,12 @@ impl ProgressLine {
 }
 
 async fn sync(d: &Daemon, json: bool, wait: bool) -> Result<ExitCode, String> {
-    use futures_lite_free::next;
-    let mut saw_sync = d.property::<String>("State").await? == "syncing";
     // Listen before asking, so a quick sync is not missed.
-    let mut progress = d
-        .proxy
-        .receive_signal("Progress")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut changes = d.proxy.receive_property_changed::<u64>("LastSync").await;
-    let mut states = d.proxy.receive_property_changed::<String>("State").await;
-    d.call::<_, ()>("SyncNow", &()).await?;
+    if wait {
+        d.listen().await?;
+    }
+    let mut saw_sync = d.text("State").await? == "syncing";
+    d.ask("SyncNow", vec![]).await?;
     if !wait {
         say(json, json!({ "requested": true }), || {
             "sync requested".into()
@@ -619,56 +741,67 @@ async fn sync(d: &Daemon, json: bool, wait: bool) -> Result<ExitCode, String> {
     let deadline = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(deadline);
     loop {
-        tokio::select! {
-            Some(msg) = next(&mut progress) => {
-                if let Ok((folder, class, done, estimated)) =
-                    msg.body().deserialize::<(String, String, u64, u64)>()
-                {
+        let signal = tokio::select! {
+            signal = d.next_signal() => signal.ok_or("the bus connection ended during the sync")?,
+            _ = &mut deadline => return Err("no sync completed within an hour; see `easyncctl status`".into()),
+        };
+        match signal.member.as_deref() {
+            Some("Progress") => {
+                if let [folder, class, done, estimated] = &signal.body[..] {
                     if !json {
-                        line.show(&folder, &class, done, estimated);
+                        line.show(
+                            folder.as_str().unwrap_or(""),
+                            class.as_str().unwrap_or(""),
+                            done.as_u64().unwrap_or(0),
+                            estimated.as_u64().unwrap_or(0),
+                        );
                     }
                 }
             }
-            Some(change) = next(&mut changes) => {
+            Some("PropertiesChanged") => {
+                let changed: HashMap<&str, &Value> = signal
+                    .body
+                    .get(1)
+                    .and_then(Value::entries)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?, v.unwrap_variant())))
+                    .collect();
+                let state = changed.get("State").and_then(|v| v.as_str()).unwrap_or("");
+                if state == "syncing" {
+                    saw_sync = true;
+                }
                 // A completed sync after the one asked for began.
-                if saw_sync && change.get().await.is_ok() {
+                if saw_sync && changed.contains_key("LastSync") {
                     line.end();
-                    let state: String = d.property("State").await?;
+                    let state = d.text("State").await?;
                     say(json, json!({ "synced": true, "state": state }), || {
                         format!("synced; now {state}")
                     });
                     return Ok(ExitCode::SUCCESS);
                 }
-            }
-            Some(change) = next(&mut states) => {
-                let state = change.get().await.unwrap_or_default();
-                if state == "syncing" {
-                    saw_sync = true;
-                }
-                let failed = matches!(state.as_str(), "retrying" | "needs-credentials" | "blocked-by-policy" | "blocked" | "needs-configuration" | "stopped");
+                let failed = matches!(
+                    state,
+                    "retrying"
+                        | "needs-credentials"
+                        | "blocked-by-policy"
+                        | "blocked"
+                        | "needs-configuration"
+                        | "stopped"
+                );
                 if failed && saw_sync {
                     line.end();
-                    let detail: String = d.property("StateDetail").await?;
-                    say(json, json!({ "synced": false, "state": state, "detail": detail }), || {
-                        format!("the sync failed ({state}): {detail}")
-                    });
+                    let detail = d.text("StateDetail").await?;
+                    say(
+                        json,
+                        json!({ "synced": false, "state": state, "detail": detail }),
+                        || format!("the sync failed ({state}): {detail}"),
+                    );
                     return Ok(ExitCode::from(1));
                 }
             }
-            _ = &mut deadline => return Err("no sync completed within an hour; see `easyncctl status`".into()),
+            _ => {}
         }
-    }
-}
-
-/// `StreamExt::next` without a futures dependency.
-mod futures_lite_free {
-    use std::future::poll_fn;
-    use std::pin::Pin;
-
-    use zbus::export::futures_core::Stream;
-
-    pub async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
-        poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
     }
 }
 
@@ -700,31 +833,14 @@ fn ask(prompt: &str) -> Result<String, String> {
     Ok(line.trim().to_string())
 }
 
-/// The D-Bus error name of a failed call, if it was one.
-fn error_name(e: &zbus::Error) -> Option<String> {
-    match e {
-        zbus::Error::MethodError(name, _, _) => Some(name.to_string()),
-        zbus::Error::FDO(fdo) => match fdo.as_ref() {
-            zbus::fdo::Error::AuthFailed(_) => Some("org.freedesktop.DBus.Error.AuthFailed".into()),
-            zbus::fdo::Error::NoServer(_) => Some("org.freedesktop.DBus.Error.NoServer".into()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// "Add account", like a phone's: the password, Autodiscover, the server if that fails;
 /// or an OAuth device code.
 async fn enroll(d: &Daemon, o: &Options) -> Result<ExitCode, String> {
-    let email: String = d.property("Email").await?;
-    let method: String = d.property("AuthMethod").await?;
+    let email = d.text("Email").await?;
+    let method = d.text("AuthMethod").await?;
     let interactive = !o.password_stdin && std::io::stdin().is_terminal();
     let mut server = o.server.clone();
-    let mut codes = d
-        .proxy
-        .receive_signal("DeviceCodeRequired")
-        .await
-        .map_err(|e| e.to_string())?;
+    d.listen().await?;
     let mut password = None;
     if method == "password" {
         password = Some(if o.password_stdin {
@@ -742,22 +858,28 @@ async fn enroll(d: &Daemon, o: &Options) -> Result<ExitCode, String> {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let text = |v: &String| OwnedValue::from(zbus::zvariant::Str::from(v.clone()));
-        let mut options: HashMap<String, OwnedValue> = HashMap::new();
-        if let Some(p) = &password {
-            options.insert("password".into(), text(p));
+        let mut options = Vec::new();
+        for (key, value) in [("password", &password), ("server", &server)] {
+            if let Some(v) = value {
+                options.push((
+                    Value::str(key),
+                    Value::Variant(Box::new(Value::str(v.clone()))),
+                ));
+            }
         }
-        if let Some(s) = &server {
-            options.insert("server".into(), text(s));
-        }
-        let body = (options,);
-        let call = d.proxy.call::<_, _, (String, String)>("Enroll", &body);
+        let call = d.call(
+            "Enroll",
+            vec![Value::Dict("s".into(), "v".into(), options)],
+            Vec::new(),
+        );
         tokio::pin!(call);
         let result = loop {
             tokio::select! {
                 result = &mut call => break result,
-                Some(msg) = futures_lite_free::next(&mut codes) => {
-                    if let Ok((uri, code, expires)) = msg.body().deserialize::<(String, String, u64)>() {
+                Some(msg) = d.next_signal() => {
+                    if let (Some("DeviceCodeRequired"), [uri, code, expires]) = (msg.member.as_deref(), &msg.body[..]) {
+                        let (uri, code) = (uri.as_str().unwrap_or(""), code.as_str().unwrap_or(""));
+                        let expires = expires.as_u64().unwrap_or(0);
                         say(o.json, json!({ "verification_uri": uri, "user_code": code, "expires_in": expires }), || {
                             format!("To sign in {email}, open {uri} on a phone or PC and enter the code {code} (valid {} min).", expires / 60)
                         });
@@ -766,7 +888,15 @@ async fn enroll(d: &Daemon, o: &Options) -> Result<ExitCode, String> {
             }
         };
         match result {
-            Ok((url, version)) => {
+            Ok(reply) => {
+                let text = |i: usize| {
+                    reply
+                        .get(i)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let (url, version) = (text(0), text(1));
                 say(
                     o.json,
                     json!({ "enrolled": email, "server": url, "protocol_version": version }),
@@ -779,7 +909,7 @@ async fn enroll(d: &Daemon, o: &Options) -> Result<ExitCode, String> {
                 return Ok(ExitCode::SUCCESS);
             }
             Err(e) => {
-                let name = error_name(&e).unwrap_or_default();
+                let name = e.error_name().unwrap_or_default().to_string();
                 if name.ends_with(".NoServer") && interactive && attempts < 4 {
                     eprintln!("The server for {email} could not be found automatically.");
                     let url = ask(

@@ -16,11 +16,14 @@
 #                                      EASYNC_LINKER, EASYNC_SYSROOT, EASYNC_CC, EASYNC_AR,
 #                                      EASYNC_CARGO, EASYNC_RUSTC, EASYNC_RUSTFLAGS, EASYNC_RUNNER.
 # Output: target/cross/<triple>/{release,debug}/ (EASYNC_TARGET_DIR overrides target/cross).
+# EASYNC_BINS / EASYNC_FEATURES: other binaries or features for the release build, e.g.
+#   EASYNC_BINS=easync-lab EASYNC_FEATURES=device,lab (board/qemu/system-test.sh does this).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DEFAULT_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
-DEVICE_BINS=(easyncd easyncctl)
+read -r -a DEVICE_BINS <<< "${EASYNC_BINS:-easyncd easyncctl}"
+DEVICE_FEATURES="${EASYNC_FEATURES:-device}"
 # Test binaries that cannot run under qemu-user here (the README says why):
 #   wipe          loop devices, mkfs and mount: needs root block devices
 #   dbus          a private dbus-daemon: a bus the toolchain root does not have
@@ -126,7 +129,7 @@ target_env() {
 build_release() {
     local t=$1 bins="" b
     for b in "${DEVICE_BINS[@]}"; do bins+=" --bin $b"; done
-    in_toolchain "$ENVS $CARGO build --locked --release --no-default-features --features device \
+    in_toolchain "$ENVS $CARGO build --locked --release --no-default-features --features $DEVICE_FEATURES \
         $bins --target $t --target-dir '$TARGET_DIR' ${EXTRA[*]:-}"
 }
 
@@ -227,7 +230,7 @@ for t in "${TARGETS[@]}"; do
     case "$MODE" in
         build|footprint)
             t0=$(now_s)
-            log "$t: cargo build --release --no-default-features --features device"
+            log "$t: cargo build --release --no-default-features --features $DEVICE_FEATURES"
             build_release "$t" || { log "$t: build FAILED"; FAIL=1; continue; }
             log "$t: built in $(elapsed "$t0") s"
             ;;

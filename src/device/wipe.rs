@@ -21,7 +21,8 @@
 //! is checked by [`check_target`] before anything is erased. Nothing here touches the
 //! network; a completed wipe stays recorded so the account does not start syncing again.
 //!
-//! The full wipe has three modes: `block` erases a partition (discard or zeros), `directory`
+//! The full wipe has three modes: `block` erases a partition (secure discard, zero-out or
+//! zeros, each checked by reading back), `directory`
 //! a folder tree, and `crypto-erase` has the `storage_encryption` hook destroy the key slots
 //! of a LUKS container, after which easync reads the LUKS header itself ([`luks`]) and
 //! counts the wipe done only when no key slot is left. Every hook runs through the policy
@@ -205,7 +206,10 @@ pub fn check_target(wipe: &Wipe, hooks: &Hooks, data_dir: &Path) -> Result<()> {
                         "name the data partition's LUKS container, never the system's",
                     ));
                 }
-                if meta.rdev() == data.dev() || mapped_over(data.dev(), meta.rdev()) {
+                if meta.rdev() == data.dev()
+                    || disk_holds(meta.rdev(), data.dev())
+                    || mapped_over(data.dev(), meta.rdev())
+                {
                     return Err(refuse(
                         format!("holds storage.data_dir ({})", data_dir.display()),
                         "move storage.data_dir off the erased container (the wipe records its \
@@ -250,7 +254,11 @@ pub fn check_target(wipe: &Wipe, hooks: &Hooks, data_dir: &Path) -> Result<()> {
                     "name the data partition, never the system's",
                 ));
             }
-            if meta.rdev() == data.dev() {
+            // The partition itself, the whole disk holding it, or what is mapped over it.
+            if meta.rdev() == data.dev()
+                || disk_holds(meta.rdev(), data.dev())
+                || mapped_over(data.dev(), meta.rdev())
+            {
                 return Err(refuse(
                     format!("holds storage.data_dir ({})", data_dir.display()),
                     "move storage.data_dir off the wiped partition (the wipe records its \
@@ -393,15 +401,21 @@ pub enum BlockMethod {
     /// BLKSECDISCARD: the device erases the blocks and their copies.
     SecureDiscard,
     /// BLKDISCARD: the blocks are released (a loop device punches holes in its file).
+    /// Never enough alone: a device may accept a discard and keep the data (QEMU's
+    /// default, many SD cards), so a zero-out always follows it.
     Discard,
-    /// Every byte overwritten with zeros.
+    /// BLKZEROOUT: the kernel makes every block read back as zeros (the device's
+    /// write-zeroes command, or writes of zeros).
+    ZeroOut,
+    /// Every byte overwritten with zeros by easync.
     Zeros,
 }
 
 impl BlockMethod {
-    pub const ALL: [BlockMethod; 3] = [
+    pub const ALL: [BlockMethod; 4] = [
         BlockMethod::SecureDiscard,
         BlockMethod::Discard,
+        BlockMethod::ZeroOut,
         BlockMethod::Zeros,
     ];
 
@@ -409,14 +423,89 @@ impl BlockMethod {
         match self {
             BlockMethod::SecureDiscard => "secure-discard",
             BlockMethod::Discard => "discard",
+            BlockMethod::ZeroOut => "zero-out",
             BlockMethod::Zeros => "zeros",
         }
     }
 }
 
+/// Blocks read before a block wipe, to check afterwards that the wipe really happened
+/// rather than trusting the device's word.
+pub struct Witnesses {
+    /// Offset, and a hash of the block's bytes when it held anything but one repeated byte.
+    blocks: Vec<(u64, Option<u64>)>,
+}
+
+/// How many blocks [`Witnesses`] reads, spread evenly over the device, and their size.
+const WITNESS_BLOCKS: u64 = 256;
+const WITNESS_SIZE: usize = 4096;
+
+impl Witnesses {
+    /// Reads the witness blocks of the first `size` bytes of `file`.
+    pub fn take(file: &File, size: u64) -> io::Result<Witnesses> {
+        let step = (size / WITNESS_BLOCKS).max(WITNESS_SIZE as u64) / WITNESS_SIZE as u64
+            * WITNESS_SIZE as u64;
+        let mut blocks = Vec::new();
+        let mut offset = 0;
+        while offset + WITNESS_SIZE as u64 <= size && blocks.len() < WITNESS_BLOCKS as usize {
+            blocks.push((offset, Self::content(file, offset)?));
+            offset += step;
+        }
+        let last =
+            size.saturating_sub(WITNESS_SIZE as u64) / WITNESS_SIZE as u64 * WITNESS_SIZE as u64;
+        if size >= WITNESS_SIZE as u64 && blocks.last().is_none_or(|b| b.0 != last) {
+            blocks.push((last, Self::content(file, last)?));
+        }
+        Ok(Witnesses { blocks })
+    }
+
+    /// A hash of the block at `offset`, `None` when it is one byte repeated.
+    fn content(file: &File, offset: u64) -> io::Result<Option<u64>> {
+        use std::os::unix::fs::FileExt;
+        let mut block = [0u8; WITNESS_SIZE];
+        file.read_exact_at(&mut block, offset)?;
+        if block.iter().all(|b| *b == block[0]) {
+            return Ok(None);
+        }
+        // FNV-1a: enough to tell the same block from another.
+        Ok(Some(block.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })))
+    }
+
+    /// The offset of a block that still holds what it held before, if any.
+    pub fn still_there(&self, file: &File) -> io::Result<Option<u64>> {
+        for (offset, before) in &self.blocks {
+            if before.is_some() && Self::content(file, *offset)? == *before {
+                return Ok(Some(*offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset of a block that does not read back as zeros, if any.
+    pub fn not_zero(&self, file: &File) -> io::Result<Option<u64>> {
+        use std::os::unix::fs::FileExt;
+        let mut block = [0u8; WITNESS_SIZE];
+        for (offset, _) in &self.blocks {
+            file.read_exact_at(&mut block, *offset)?;
+            if block.iter().any(|b| *b != 0) {
+                return Ok(Some(*offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// How many witness blocks held data.
+    pub fn with_content(&self) -> usize {
+        self.blocks.iter().filter(|b| b.1.is_some()).count()
+    }
+}
+
 mod ioctls {
     // linux/fs.h: BLKGETSIZE64 _IOR(0x12,114,size_t), BLKDISCARD _IO(0x12,119),
-    // BLKSECDISCARD _IO(0x12,125); the discard ones take a {start, length} pair.
+    // BLKSECDISCARD _IO(0x12,125), BLKZEROOUT _IO(0x12,127); the last three take a
+    // {start, length} pair.
     // The request encodes sizeof(size_t) (4 bytes on 32-bit ARM) although the kernel
     // always writes a u64: `ioctl_read!(.., u64)` would give ENOTTY on armv7.
     nix::ioctl_read_bad!(
@@ -430,6 +519,7 @@ mod ioctls {
         nix::request_code_none!(0x12, 125),
         [u64; 2]
     );
+    nix::ioctl_write_ptr_bad!(blk_zero_out, nix::request_code_none!(0x12, 127), [u64; 2]);
 }
 
 /// The file system the `mkfs` hook made on `device`, told by its superblock's magic
@@ -499,7 +589,9 @@ pub fn remount(device: &Path, mount_point: &Path) -> Result<&'static str> {
 }
 
 /// Erases block device `device`: unmounts `mount_point` first when something is mounted
-/// there, then tries BLKSECDISCARD, BLKDISCARD and a zero overwrite in turn, and syncs.
+/// there, then tries BLKSECDISCARD, BLKDISCARD followed by BLKZEROOUT, and a zero
+/// overwrite in turn, and syncs. Each is checked by reading back blocks sampled before:
+/// a method the device accepted but did not carry out is not counted.
 pub fn wipe_block(device: &Path, mount_point: Option<&Path>) -> Result<BlockMethod> {
     wipe_block_using(device, mount_point, &BlockMethod::ALL)
 }
@@ -525,6 +617,7 @@ pub fn wipe_block_using(
     // O_EXCL on a block device fails while it is mounted anywhere: never erase under a
     // mounted file system.
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .custom_flags((OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
         .open(device)
@@ -562,6 +655,7 @@ pub fn wipe_block_using(
     unsafe { ioctls::blk_get_size64(file.as_raw_fd(), &mut size) }
         .map_err(errno_error("read the size of", device))?;
     let range = [0u64, size];
+    let witnesses = Witnesses::take(&file, size).map_err(io_error("read", device))?;
     let mut last = None;
     for &method in methods {
         let done = match method {
@@ -575,15 +669,46 @@ pub fn wipe_block_using(
             BlockMethod::Discard => unsafe { ioctls::blk_discard(file.as_raw_fd(), &range) }
                 .map(drop)
                 .map_err(io::Error::from),
+            // SAFETY: as above.
+            BlockMethod::ZeroOut => unsafe { ioctls::blk_zero_out(file.as_raw_fd(), &range) }
+                .map(drop)
+                .map_err(io::Error::from),
             BlockMethod::Zeros => overwrite_with_zeros(&file, size),
         };
+        let done = done.and_then(|()| file.sync_all()).and_then(|()| {
+            // Read back: a secure discard must have changed every sampled block that held
+            // data; the zeroing methods must leave zeros.
+            let (left, how) = match method {
+                BlockMethod::SecureDiscard => (witnesses.still_there(&file)?, "as before"),
+                BlockMethod::Discard => (None, ""),
+                BlockMethod::ZeroOut | BlockMethod::Zeros => {
+                    (witnesses.not_zero(&file)?, "other than zeros")
+                }
+            };
+            match left {
+                None => Ok(()),
+                Some(offset) => Err(io::Error::other(format!(
+                    "the device accepted it, but the block at byte {offset} still reads {how}"
+                ))),
+            }
+        });
         match done {
-            Ok(()) => {
-                file.sync_all().map_err(io_error("sync", device))?;
+            Ok(()) if method == BlockMethod::Discard => {
                 log::info!(
-                    "wipe: {} erased ({size} bytes) by {}",
+                    "wipe: {} discarded ({size} bytes); zeroing it too, as a discard alone \
+                     guarantees nothing",
+                    device.display()
+                );
+                last = Some(io::Error::other("a discard alone does not count as erased"));
+            }
+            Ok(()) => {
+                log::info!(
+                    "wipe: {} erased ({size} bytes) by {}, checked on {} sampled blocks ({} \
+                     held data)",
                     device.display(),
-                    method.as_str()
+                    method.as_str(),
+                    witnesses.blocks.len(),
+                    witnesses.with_content()
                 );
                 return Ok(method);
             }
@@ -1419,6 +1544,52 @@ mod tests {
     use crate::store::atomic::testdir::TestDir;
     use crate::store::state::AccountState;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn witnesses_tell_an_ignored_erase_from_a_real_one() {
+        let dir = TestDir::new("witness");
+        let path = dir.path().join("disk");
+        // 3 MiB + 512 bytes (an odd size), content everywhere but the first 8 KiB (0x55).
+        let size = 3 * 1024 * 1024 + 512;
+        let mut bytes: Vec<u8> = (0..size as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        bytes[..8192].fill(0x55);
+        std::fs::write(&path, &bytes).unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let witnesses = Witnesses::take(&file, size).unwrap();
+        assert!(witnesses.blocks.len() >= 256, "{}", witnesses.blocks.len());
+        // The first block (all 0x55) tells nothing about an erase; the others do.
+        assert_eq!(witnesses.with_content(), witnesses.blocks.len() - 1);
+        assert!(
+            witnesses
+                .blocks
+                .iter()
+                .all(|(o, _)| o + WITNESS_SIZE as u64 <= size)
+        );
+        // A device that kept everything (an ignored discard) is caught.
+        assert!(witnesses.still_there(&file).unwrap().is_some());
+        assert_eq!(witnesses.not_zero(&file).unwrap(), Some(0));
+        // One block left behind among erased ones is caught too.
+        let kept_at = witnesses.blocks[100].0 as usize;
+        let mut erased = vec![0xffu8; size as usize];
+        erased[kept_at..kept_at + WITNESS_SIZE]
+            .copy_from_slice(&bytes[kept_at..kept_at + WITNESS_SIZE]);
+        std::fs::write(&path, &erased).unwrap();
+        assert_eq!(witnesses.still_there(&file).unwrap(), Some(kept_at as u64));
+        // Erased to 0xff (a secure erase on flash): changed, but not zeros.
+        std::fs::write(&path, vec![0xffu8; size as usize]).unwrap();
+        assert_eq!(witnesses.still_there(&file).unwrap(), None);
+        assert!(witnesses.not_zero(&file).unwrap().is_some());
+        // Zeroed: both checks pass.
+        overwrite_with_zeros(&file, size).unwrap();
+        assert_eq!(witnesses.still_there(&file).unwrap(), None);
+        assert_eq!(witnesses.not_zero(&file).unwrap(), None);
+    }
 
     #[test]
     fn the_new_file_system_is_told_by_its_superblock() {

@@ -453,6 +453,17 @@ fn report(event: &Event, notifier: &Notifier) {
             reaction,
             wait,
         } => {
+            if let (Reaction::Wipe { account_only }, Some(_)) = (reaction, wait) {
+                // Not a failure: the next cycle carries the wipe out at once.
+                let kind = if *account_only {
+                    "account-only"
+                } else {
+                    "full"
+                };
+                log::warn!("the server ordered a {kind} remote wipe: carrying it out now");
+                notifier.status(&format!("carrying out a {kind} remote wipe"));
+                return;
+            }
             let next = match (reaction, wait) {
                 (Reaction::Wipe { .. }, _) => "waiting for the wipe to be carried out".into(),
                 (_, Some(w)) => format!("trying again in {} s", w.as_secs()),

@@ -1125,7 +1125,7 @@ fn a_refusal_of_partial_compliance_shows_blocked_by_policy_with_the_missing_elem
     );
 }
 
-/// The D-Bus error name in a failed call's description ("" when the call worked).
+/// The D-Bus error name of a failed call ("" when the call worked).
 fn error_of(result: zbus::Result<zbus::message::Message>) -> String {
     match result {
         Ok(_) => String::new(),
@@ -1135,7 +1135,7 @@ fn error_of(result: zbus::Result<zbus::message::Message>) -> String {
 }
 
 #[test]
-fn bad_calls_get_their_d_bus_errors_and_the_service_keeps_serving() {
+fn bad_calls_get_d_bus_errors_and_losing_the_bus_leaves_easyncd_syncing() {
     let lab = Lab::start(Lab::default_config());
     let setup = lab_account(&lab, "dbuserrors", PUSH);
     let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
@@ -1282,5 +1282,33 @@ fn bad_calls_get_their_d_bus_errors_and_the_service_keeps_serving() {
     });
     let status = ctl_json(&bus, &["--json", "status"]);
     assert_eq!(status["state"], "listening", "{status}");
-    drop(daemon);
+
+    // The bus going away ends the service, not the daemon: push and sync go on.
+    drop(bus);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.log().contains("the connection to the bus ended") {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.handle
+        .add_mail(folder::INBOX, "after the bus", "still pushed")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !inbox_files(&setup.data())
+        .iter()
+        .any(|m| m.contains("after the bus"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no push without the bus: {}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut daemon = daemon;
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "easyncd exited with the bus: {}",
+        daemon.log()
+    );
 }

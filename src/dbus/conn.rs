@@ -312,7 +312,13 @@ impl Connection {
         message.serial = serial;
         let bytes = message.encode(serial)?;
         if let Some(slot) = reply_to {
-            lock(&self.shared.pending).insert(serial, slot);
+            // Checked under the lock the reader takes to close: a slot is either seen by
+            // its clean-up or refused here, never left waiting forever.
+            let mut pending = lock(&self.shared.pending);
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(CallError::Closed);
+            }
+            pending.insert(serial, slot);
         }
         let written = self.write_all(&bytes, &message.fds).await;
         if written.is_err() {
@@ -389,9 +395,10 @@ async fn read_loop(shared: Arc<Shared>, incoming: mpsc::Sender<Message>, limit: 
         Err(e) => e.to_string(),
     };
     log::debug!("D-Bus connection ended: {why}");
+    let mut pending = lock(&shared.pending);
     shared.closed.store(true, Ordering::Release);
     // Waiting callers see Closed as their reply slots drop.
-    lock(&shared.pending).clear();
+    pending.clear();
 }
 
 async fn read_messages(

@@ -620,6 +620,58 @@ fn on_a_system_bus_the_shipped_policy_lets_root_and_the_group_in_and_nobody_else
             "{args:?}: {err}"
         );
     }
+    // Every member, called raw with dbus-send: the bus refuses each before easyncd sees
+    // it (easyncd itself would answer InvalidArgs for a call without its arguments).
+    let dbus_send = |uid: Option<u32>, member: &str| {
+        let mut command = Command::new("setpriv");
+        match uid {
+            Some(uid) => command.args([format!("--reuid={uid}"), format!("--regid={uid}")]),
+            None => command.args(["--reuid=0".to_string(), "--regid=0".to_string()]),
+        };
+        command
+            .arg("--clear-groups")
+            .args([
+                "dbus-send",
+                "--system",
+                "--print-reply",
+                "--dest=org.easync",
+            ])
+            .arg(ACCOUNT_PATH)
+            .arg(member)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .output()
+            .expect("dbus-send (dbus-bin) runs")
+    };
+    let mut members: Vec<String> = easync::dbus::service::METHODS
+        .iter()
+        .map(|m| format!("{ACCOUNT_INTERFACE}.{}", m.name))
+        .collect();
+    members.extend(
+        [
+            "org.freedesktop.DBus.Properties.GetAll",
+            "org.freedesktop.DBus.Properties.Get",
+            "org.freedesktop.DBus.Introspectable.Introspect",
+            "org.freedesktop.DBus.Peer.Ping",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(members.len(), 15);
+    for member in &members {
+        let out = dbus_send(Some(65534), member);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("org.freedesktop.DBus.Error.AccessDenied"),
+            "{member} must be refused to uid 65534: {err}"
+        );
+    }
+    // The same raw call works for root, so the refusals above are the policy's.
+    let out = dbus_send(None, &format!("{ACCOUNT_INTERFACE}.WipeStatus"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Unless it is in the policy's group.
     let member = as_user(&bus, Some(users_gid()), &["--json", "status"]);
     assert!(

@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: libwbxml (the differential oracle and the benchmark's
 # reference parser), a C compiler for the benchmark harness, losetup, mount and mkfs.ext4
 # for the wipe tests on loop devices, cryptsetup for the crypto-erase tests, and
-# dbus-daemon for the private buses of the D-Bus tests (setpriv, from util-linux, runs
+# dbus-daemon and dbus-send for the private buses of the D-Bus tests (setpriv, from util-linux, runs
 # their second user), systemd for `systemd-analyze verify` of the shipped unit, and
 # make and shellcheck for the Buildroot tree's post-build script and package .mk
 # (tests/buildroot.rs).
 need=()
-for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon systemd shellcheck make; do
+for pkg in libwbxml2-utils libwbxml2-dev pkg-config gcc util-linux mount e2fsprogs cryptsetup-bin dbus-daemon dbus-bin systemd shellcheck make; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 # pip, for oelint-adv below (the Yocto recipe's linter).

@@ -847,24 +847,42 @@ fn clear_below(
 }
 
 /// Removes one entry of `dir`: unlinks a file or link, empties and removes a directory.
+/// Never follows a link: an entry that turns from a directory into a link (or gains entries)
+/// while it is being removed is taken again as what it has become, a few times at most.
 fn remove_entry(dir: BorrowedFd<'_>, name: &CStr, shown: &Path, depth: usize) -> Result<u64> {
-    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => return Ok(1),
-        // unlink(2) on a directory: EISDIR on Linux (EPERM by POSIX).
-        Err(Errno::EISDIR | Errno::EPERM) => {}
-        Err(e) => return Err(errno_error("remove", shown)(e)),
+    const ATTEMPTS: usize = 8;
+    let mut removed = 0;
+    for _ in 0..ATTEMPTS {
+        match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => return Ok(removed + 1),
+            // unlink(2) on a directory: EISDIR on Linux (EPERM by POSIX).
+            Err(Errno::EISDIR | Errno::EPERM) => {}
+            Err(e) => return Err(errno_error("remove", shown)(e)),
+        }
+        let child = match openat(dir, name, dir_flags(), Mode::empty()) {
+            Ok(child) => child,
+            Err(Errno::ENOENT) => return Ok(removed + 1),
+            // Swapped for a link or a file since: unlink that instead.
+            Err(Errno::ELOOP | Errno::ENOTDIR) => continue,
+            Err(e) => return Err(errno_error("open", shown)(e)),
+        };
+        removed += clear_below(child.as_fd(), shown, depth + 1, &|_| false)?;
+        drop(child);
+        match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => return Ok(removed + 1),
+            // Something was added, or the name now is another directory or a link.
+            Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR) => continue,
+            Err(e) => return Err(errno_error("remove", shown)(e)),
+        }
     }
-    let child = match openat(dir, name, dir_flags(), Mode::empty()) {
-        Ok(child) => child,
-        Err(Errno::ENOENT) => return Ok(1),
-        Err(e) => return Err(errno_error("open", shown)(e)),
-    };
-    let removed = clear_below(child.as_fd(), shown, depth + 1, &|_| false)?;
-    drop(child);
-    match unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(removed + 1),
-        Err(e) => Err(errno_error("remove", shown)(e)),
-    }
+    Err(WipeError::Io {
+        action: "remove",
+        path: shown.to_path_buf(),
+        source: io::Error::other(format!(
+            "it kept changing while being removed ({ATTEMPTS} attempts): something on the \
+             device is writing into the wiped folder; stop it in the pre_wipe hook"
+        )),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1544,6 +1562,58 @@ mod tests {
     use crate::store::atomic::testdir::TestDir;
     use crate::store::state::AccountState;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_directory_wipe_never_follows_links_swapped_in_while_it_runs() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = TestDir::new("wiperace");
+        let victim = dir.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        for i in 0..20 {
+            std::fs::write(victim.join(format!("keep{i}")), b"outside the target").unwrap();
+        }
+        let target = dir.path().join("target");
+        for round in 0..6 {
+            for d in 0..40 {
+                let sub = target.join(format!("d{d}"));
+                std::fs::create_dir_all(sub.join("inner")).unwrap();
+                for f in 0..10 {
+                    std::fs::write(sub.join("inner").join(format!("f{f}")), b"data").unwrap();
+                }
+            }
+            // An attacker inside the target turns directories into links to the victim
+            // while the wipe runs.
+            let stop = AtomicBool::new(false);
+            let result = std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    let mut n = round;
+                    while !stop.load(Ordering::Relaxed) {
+                        n = (n * 7 + 3) % 40;
+                        let sub = target.join(format!("d{n}"));
+                        let aside = target.join(format!("moved{n}-{round}"));
+                        if std::fs::rename(&sub, &aside).is_ok() {
+                            let _ = symlink(&victim, &sub);
+                            let _ = symlink(&victim, sub.with_extension("link"));
+                        }
+                        let _ = symlink(&victim, aside.join("inner").join("escape"));
+                    }
+                });
+                let result = wipe_directory(&target);
+                stop.store(true, Ordering::Relaxed);
+                result
+            });
+            // Whatever the race did, nothing outside the target was touched...
+            let kept = std::fs::read_dir(&victim).unwrap().count();
+            assert_eq!(
+                kept, 20,
+                "round {round}: the wipe followed a link ({result:?})"
+            );
+            // ...and with the writer gone, a wipe leaves the target empty.
+            assert!(result.is_ok(), "round {round}: {result:?}");
+            wipe_directory(&target).unwrap();
+            assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+        }
+    }
 
     #[test]
     fn witnesses_tell_an_ignored_erase_from_a_real_one() {

@@ -35,12 +35,21 @@ struct Daemon {
 
 impl Daemon {
     fn start(setup: &Setup, bus: &PrivateBus, system: bool) -> Daemon {
+        Daemon::start_logging(setup, bus, system, "-v")
+    }
+
+    /// With the log level `verbosity` ("-v" info, "-vv" debug).
+    fn start_logging(setup: &Setup, bus: &PrivateBus, system: bool, verbosity: &str) -> Daemon {
         let log = setup.dir.0.join("easyncd.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_easyncd"));
         command
             .arg("--config")
             .arg(&setup.config_path)
-            .args(["-v", "--bus", if system { "system" } else { "session" }])
+            .args([
+                verbosity,
+                "--bus",
+                if system { "system" } else { "session" },
+            ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         if system {
@@ -1363,4 +1372,139 @@ fn bad_calls_get_d_bus_errors_and_losing_the_bus_leaves_easyncd_syncing() {
         "easyncd exited with the bus: {}",
         daemon.log()
     );
+}
+
+/// Every file below `dir` whose bytes contain `needle`, but `except`.
+fn files_containing(dir: &Path, needle: &[u8], except: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() && path != except {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_password_shows_nowhere_but_its_own_0600_file() {
+    const SECRET: &str = "Zq7-known-Secret-91";
+    let mut config = Lab::default_config();
+    config.users[0].1 = SECRET.into();
+    let lab = Lab::start(config);
+    let url = lab.handle.http_url().unwrap();
+    let setup = Setup::new(&url, lab.handle.user(), SECRET, None, "dbussecret", PUSH);
+    let bus = PrivateBus::start(&setup.dir.0, Kind::Session);
+    let daemon = Daemon::start_logging(&setup, &bus, false, "-vv");
+    let rt = runtime();
+    let properties = rt.block_on(async {
+        let c = connect(&bus).await;
+        let p = proxy(&c).await;
+        wait_state(&p, &daemon, "listening", 60).await;
+        let reply = c
+            .call_method(
+                Some(BUS_NAME),
+                ACCOUNT_PATH,
+                Some("org.freedesktop.DBus.Properties"),
+                "GetAll",
+                &(ACCOUNT_INTERFACE,),
+            )
+            .await
+            .unwrap();
+        format!(
+            "{:?}",
+            reply
+                .body()
+                .deserialize::<HashMap<String, OwnedValue>>()
+                .unwrap()
+        )
+    });
+    assert!(properties.contains("listening") && !properties.contains(SECRET));
+
+    // Enrolment over D-Bus keeps the password; a push, a sent mail and the client's views.
+    let mut child = Command::new(EASYNCCTL)
+        .args(["--bus", "session", "--json", "enroll", "--password-stdin"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{SECRET}\n").as_bytes())
+        .unwrap();
+    let enrolled = child.wait_with_output().unwrap();
+    assert!(
+        enrolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    lab.handle
+        .add_mail(folder::INBOX, "secret scan", "pushed")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !inbox_files(&setup.data())
+        .iter()
+        .any(|m| m.contains("secret scan"))
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let message = setup.dir.0.join("outgoing.eml");
+    std::fs::write(
+        &message,
+        "From: lab@example.com\r\nTo: x@example.com\r\nSubject: out\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let mut outputs = vec![enrolled];
+    for args in [
+        &["send", message.to_str().unwrap()][..],
+        &["--json", "status"],
+        &["--json", "policy"],
+        &["--json", "folders"],
+        &["--json", "sync"],
+    ] {
+        let out = ctl(&bus, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outputs.push(out);
+    }
+
+    // The kept password: 0600, and the only file of the data directory holding it.
+    let kept = setup.data().join("credentials").join("password");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), SECRET);
+    // The scan finds what is there (the kept file itself) ...
+    let everywhere = files_containing(&setup.data(), SECRET.as_bytes(), Path::new("/"));
+    assert_eq!(everywhere, vec![kept.clone()]);
+    // ... and nothing else holds the password.
+    let holding = files_containing(&setup.data(), SECRET.as_bytes(), &kept);
+    assert!(holding.is_empty(), "the password leaked into {holding:?}");
+    let log = daemon.log();
+    assert!(
+        log.contains("DEBUG") || log.contains("debug"),
+        "a verbose log: {log}"
+    );
+    assert!(!log.contains(SECRET), "the password is in the log");
+    for out in &outputs {
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
+    }
 }

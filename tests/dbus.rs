@@ -880,7 +880,7 @@ fn an_oauth_account_signals_its_device_code_and_enrolls_without_a_password() {
         let child = Command::new(env!("CARGO_BIN_EXE_easyncd"))
             .arg("--config")
             .arg(&config_path)
-            .args(["-v", "--bus", "session"])
+            .args(["-vv", "--bus", "session"])
             .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -923,6 +923,39 @@ fn an_oauth_account_signals_its_device_code_and_enrolls_without_a_password() {
             .unwrap_err()
             .to_string();
         assert!(e.contains("InvalidArgs") && e.contains("OAuth"), "{e}");
+
+        // The tokens (the lab's "lab-access-…" and "lab-refresh-…") are kept only in the
+        // 0600 token file: not in the log, other files of the data directory or the
+        // properties.
+        let kept = dir
+            .0
+            .join("data/credentials")
+            .join(easync::store::credentials::OAUTH_TOKENS_FILE);
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let properties = format!(
+            "{:?}",
+            connection
+                .call_method(
+                    Some(BUS_NAME),
+                    ACCOUNT_PATH,
+                    Some("org.freedesktop.DBus.Properties"),
+                    "GetAll",
+                    &(ACCOUNT_INTERFACE,),
+                )
+                .await
+                .unwrap()
+                .body()
+                .deserialize::<HashMap<String, OwnedValue>>()
+                .unwrap()
+        );
+        for token in ["lab-access-", "lab-refresh-"] {
+            let everywhere =
+                files_containing(&dir.0.join("data"), token.as_bytes(), Path::new("/"));
+            assert_eq!(everywhere, vec![kept.clone()], "{token}");
+            assert!(!daemon.log().contains(token), "{token} in the log");
+            assert!(!properties.contains(token), "{token} in {properties}");
+        }
         drop(daemon);
     });
 }

@@ -1188,3 +1188,31 @@ fn plain_http_is_refused_unless_allowed() {
     let err = session.set_url(lab.handle.http_url().unwrap()).unwrap_err();
     assert!(matches!(err, Error::InsecureHttp { .. }), "{err:?}");
 }
+
+#[test]
+fn a_captive_portal_page_or_an_empty_answer_is_a_clear_transient_error() {
+    let lab = default_lab();
+    let (_, mut session) = session_at(&lab, "fportal", V16_1);
+    let mut prov = TestProvisioner::default();
+    folder_sync(&mut session, &mut prov, "0");
+    // A captive portal's sign-in page is named as such, and worth trying again later.
+    lab.handle
+        .inject_fault(fault(FaultKind::CaptivePortal, "FolderSync"));
+    let err = try_folder_sync(&mut session, &mut prov).unwrap_err();
+    assert!(
+        matches!(&err, Error::WebPage { content_type } if content_type.starts_with("text/html")),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("captive portal"), "{err}");
+    folder_sync(&mut session, &mut prov, "0");
+    // An empty 200 where FolderSync needs a body is a protocol error, not an empty list.
+    lab.handle
+        .inject_fault(fault(FaultKind::Empty, "FolderSync"));
+    let err = try_folder_sync(&mut session, &mut prov).unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    assert!(err.to_string().contains("empty"), "{err}");
+    // Neither was counted as an answer: the next attempt is fine.
+    folder_sync(&mut session, &mut prov, "0");
+    assert_eq!(prov.rounds, 1);
+}

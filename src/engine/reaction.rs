@@ -72,7 +72,8 @@ pub fn react(
         | Error::ResendRequired(_)
         | Error::Request(_)
         | Error::RequestBody(_)
-        | Error::Token(_) => Reaction::Retry { after: wait(None) },
+        | Error::Token(_)
+        | Error::WebPage { .. } => Reaction::Retry { after: wait(None) },
         Error::Http { status } if *status >= 500 => Reaction::Retry { after: wait(None) },
         Error::Cancelled => Reaction::Retry {
             after: Duration::ZERO,

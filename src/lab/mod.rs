@@ -46,7 +46,9 @@
 //! Retry-After), `server-error` (500), `slow` (delay, then the normal answer), `reset`
 //! (headers and half the body, then the connection closes), `truncate` (a valid prefix of
 //! the WBXML with a matching Content-Length), `garbage` (junk bytes with 200 and the WBXML
-//! content type). The first four answer before the request is processed; the last three
+//! content type), `captive-portal` (200 with an HTML sign-in page), `empty` (200 with no
+//! body). `retry-with`, `redirect`, `throttle`, `server-error`, `captive-portal` and
+//! `empty` answer before the request is processed; `reset`, `truncate` and `garbage`
 //! after (so the state moves on, as with a real network failure). Faults apply to POSTed
 //! commands only, never to OPTIONS.
 //!

@@ -242,6 +242,17 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
                 );
             }
             FaultKind::ServerError => return full(Response::text(500, "injected server error")),
+            FaultKind::CaptivePortal => {
+                return full(
+                    Response::new(200).with_body(
+                        "text/html; charset=utf-8",
+                        b"<!DOCTYPE html><html><head><title>Wi-Fi sign-in</title></head><body>\
+                      <form method=post>Accept the terms to use the Internet</form></body></html>"
+                            .to_vec(),
+                    ),
+                );
+            }
+            FaultKind::Empty => return full(Response::new(200)),
             FaultKind::Slow => std::thread::sleep(Duration::from_millis(f.delay_ms.unwrap_or(500))),
             FaultKind::Reset | FaultKind::Truncate | FaultKind::Garbage => {}
         }

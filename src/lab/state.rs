@@ -204,6 +204,11 @@ pub enum FaultKind {
     Truncate,
     /// Send garbage bytes with HTTP 200 and the WBXML content type.
     Garbage,
+    /// Answer HTTP 200 with an HTML login page, as a captive portal (hotel or train Wi-Fi)
+    /// does to every request until the user signs in.
+    CaptivePortal,
+    /// Answer HTTP 200 with an empty body, also where the command needs one.
+    Empty,
 }
 
 /// An injected fault (admin `POST /faults`).
@@ -240,6 +245,8 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::Truncate => "truncate",
             FaultKind::Garbage => "garbage",
+            FaultKind::CaptivePortal => "captive-portal",
+            FaultKind::Empty => "empty",
         }
     }
 }

@@ -463,7 +463,11 @@ impl Client {
                 fresh_token = true;
                 continue;
             }
-            return Ok(match outcome(reply.response)? {
+            let done = outcome(reply.response)?;
+            if let Outcome::Done(r) = &done {
+                reject_web_page(r)?;
+            }
+            return Ok(match done {
                 Outcome::Done(r) => Outcome::Done(Response::new(
                     r,
                     &host_of(target.url),
@@ -614,6 +618,27 @@ impl Client {
 struct Reply {
     response: http::Response<ureq::Body>,
     generation: u64,
+}
+
+/// A command's 2xx answer that is an HTML page with content: not the ActiveSync server
+/// but something between (a captive portal answers every request with its sign-in page).
+/// An empty HTML-typed answer passes (some servers label empty bodies so).
+fn reject_web_page(resp: &http::Response<ureq::Body>) -> Result<()> {
+    let Some(content_type) = header(resp, "Content-Type") else {
+        return Ok(());
+    };
+    let empty = header(resp, "Content-Length").is_some_and(|l| l.trim() == "0");
+    if content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("text/html")
+        && !empty
+    {
+        return Err(Error::WebPage {
+            content_type: content_type.chars().take(100).collect(),
+        });
+    }
+    Ok(())
 }
 
 /// Maps the status of a response to the typed outcome (MS-ASHTTP 2.2.2.1.1).

@@ -121,6 +121,12 @@ pub enum Error {
     Http { status: u16 },
     #[error("the access token could not be obtained: {0}")]
     Token(String),
+    #[error(
+        "the server answered with a web page ({content_type}) instead of ActiveSync: a captive \
+         portal (the sign-in page of a hotel, train or guest Wi-Fi) or a proxy is in the way; \
+         sign in to the network in a browser, or check the server URL"
+    )]
+    WebPage { content_type: String },
 
     // --- what came back ---
     #[error(transparent)]
@@ -151,6 +157,7 @@ impl Error {
                 | Error::HostNotFound { .. }
                 | Error::Throttled { .. }
                 | Error::Http { status: 500..=599 }
+                | Error::WebPage { .. }
         )
     }
 }

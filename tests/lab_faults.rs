@@ -1216,3 +1216,23 @@ fn a_captive_portal_page_or_an_empty_answer_is_a_clear_transient_error() {
     folder_sync(&mut session, &mut prov, "0");
     assert_eq!(prov.rounds, 1);
 }
+
+#[test]
+fn a_captive_portal_answering_options_is_named_and_an_empty_options_is_not_a_server() {
+    let lab = default_lab();
+    let account = lab.account(false, "fportalopt");
+    let client = Client::new(account.config()).unwrap();
+    let mut session = Session::new(client, V16_1);
+    lab.handle
+        .inject_fault(fault(FaultKind::CaptivePortal, "OPTIONS"));
+    let err = session.negotiate(None, TIMEOUT).unwrap_err();
+    assert!(matches!(err, Error::WebPage { .. }), "{err:?}");
+    assert!(err.to_string().contains("captive portal"), "{err}");
+    // An answer without the version headers is no ActiveSync server either.
+    lab.handle.inject_fault(fault(FaultKind::Empty, "OPTIONS"));
+    let err = session.negotiate(None, TIMEOUT).unwrap_err();
+    assert!(matches!(err, Error::Negotiation(_)), "{err:?}");
+    // The faults aimed at OPTIONS never touch commands, and the real answer negotiates.
+    session.negotiate(None, TIMEOUT).unwrap();
+    assert_eq!(session.state().version, V16_1);
+}

@@ -50,7 +50,8 @@
 //! body). `retry-with`, `redirect`, `throttle`, `server-error`, `captive-portal` and
 //! `empty` answer before the request is processed; `reset`, `truncate` and `garbage`
 //! after (so the state moves on, as with a real network failure). Faults apply to POSTed
-//! commands only, never to OPTIONS.
+//! commands only; OPTIONS gets only `captive-portal` and `empty` faults that name it as
+//! their command.
 //!
 //! # Behaviour worth knowing (and where it deviates from Exchange)
 //!

@@ -157,6 +157,12 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
         .collect::<Vec<_>>()
         .join(",");
     if req.method == "OPTIONS" {
+        let fault = lab.shared.lock().take_options_fault();
+        match fault.map(|f| f.kind) {
+            Some(FaultKind::CaptivePortal) => return full(captive_portal_page()),
+            Some(FaultKind::Empty) => return full(Response::new(200)),
+            _ => {}
+        }
         let commands = Command::ALL
             .iter()
             .filter(|c| lab.config.versions.iter().any(|v| *v >= c.since()))
@@ -242,16 +248,7 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
                 );
             }
             FaultKind::ServerError => return full(Response::text(500, "injected server error")),
-            FaultKind::CaptivePortal => {
-                return full(
-                    Response::new(200).with_body(
-                        "text/html; charset=utf-8",
-                        b"<!DOCTYPE html><html><head><title>Wi-Fi sign-in</title></head><body>\
-                      <form method=post>Accept the terms to use the Internet</form></body></html>"
-                            .to_vec(),
-                    ),
-                );
-            }
+            FaultKind::CaptivePortal => return full(captive_portal_page()),
             FaultKind::Empty => return full(Response::new(200)),
             FaultKind::Slow => std::thread::sleep(Duration::from_millis(f.delay_ms.unwrap_or(500))),
             FaultKind::Reset | FaultKind::Truncate | FaultKind::Garbage => {}
@@ -304,6 +301,16 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
         }
     }
     (resp, framing)
+}
+
+/// What a captive portal answers to every request: its sign-in page.
+fn captive_portal_page() -> Response {
+    Response::new(200).with_body(
+        "text/html; charset=utf-8",
+        b"<!DOCTYPE html><html><head><title>Wi-Fi sign-in</title></head><body>\
+          <form method=post>Accept the terms to use the Internet</form></body></html>"
+            .to_vec(),
+    )
 }
 
 /// Writes one response body into the capture folder; a failure is logged, never fatal.

@@ -583,6 +583,21 @@ impl State {
     }
 
     /// Takes the first fault that applies to `command`, counting it down.
+    /// The next fault aimed at OPTIONS by name (faults for any command leave OPTIONS alone).
+    pub fn take_options_fault(&mut self) -> Option<Fault> {
+        let index = self.faults.iter().position(|f| {
+            f.command
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case("OPTIONS"))
+        })?;
+        let fault = self.faults[index].clone();
+        self.faults[index].count = self.faults[index].count.saturating_sub(1);
+        if self.faults[index].count == 0 {
+            self.faults.remove(index);
+        }
+        Some(fault)
+    }
+
     pub fn take_fault(&mut self, command: &str) -> Option<Fault> {
         let index = self.faults.iter().position(|f| {
             f.command

@@ -491,7 +491,14 @@ impl Client {
                 fresh_token = true;
                 continue;
             }
-            return Ok(match outcome(reply.response)? {
+            let done = outcome(reply.response)?;
+            if let Outcome::Done(r) = &done {
+                // A server that names its versions is the server, whatever its body.
+                if header(r, "MS-ASProtocolVersions").is_none() {
+                    reject_web_page(r)?;
+                }
+            }
+            return Ok(match done {
                 Outcome::Done(r) => Outcome::Done(ServerInfo::from_headers(
                     header(&r, "MS-ASProtocolVersions"),
                     header(&r, "MS-ASProtocolCommands"),

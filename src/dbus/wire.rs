@@ -374,7 +374,8 @@ impl Message {
         }
         let fields = header.value(b"a(yv)", 0)?;
         let body_start = align_up(16 + fields_len, 8);
-        if body_start + body_len != frame.len() {
+        // Checked: a body length near 4 GiB would wrap on 32-bit targets.
+        if body_start.checked_add(body_len) != Some(frame.len()) {
             return bad("lengths disagree with the frame");
         }
         let mut message = Message::new(kind);
@@ -1030,6 +1031,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_body_length_near_4_gib_is_an_error_on_every_target() {
+        // A frame cut inside the padding after its header fields, claiming a body of
+        // 4 GiB less that padding: on 32-bit targets the two lengths wrapped to the frame's
+        // length and the body was sliced from beyond its end (a panic).
+        let (frame, short) = (1..8)
+            .map(|n| {
+                Message::call("d", "/p", "i.f", &"M".repeat(n))
+                    .encode(3)
+                    .unwrap()
+            })
+            .find_map(|bytes| {
+                let fields = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+                let short = align_up(16 + fields, 8) - (16 + fields);
+                (short > 0).then(|| (bytes[..16 + fields].to_vec(), short))
+            })
+            .expect("a header not ending on an 8-byte boundary");
+        let mut frame = frame;
+        let body_len = (1u64 << 32) - short as u64;
+        frame[4..8].copy_from_slice(&(body_len as u32).to_le_bytes());
+        assert!(matches!(
+            Message::decode(&frame, &mut Vec::new()),
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -582,6 +582,27 @@ fn interpret(
     }
 }
 
+/// Fuzzing entry point (fuzz/fuzz_targets/device_input.rs): how the hook's ending
+/// (`raw_status` as `waitpid` gives it), stdout and stderr are understood when it was
+/// given `elements`. Not part of the API.
+#[doc(hidden)]
+pub fn fuzz_interpret(
+    raw_status: i32,
+    stdout: &[u8],
+    stderr: &[u8],
+    elements: &[(&'static str, &str)],
+) -> Result<HookOutcome, HookError> {
+    let path = Path::new("/fuzz/hook");
+    interpret(
+        "fuzz",
+        path,
+        ExitStatus::from_raw(raw_status),
+        stdout,
+        stderr,
+        elements,
+    )
+}
+
 /// A hook's stdout answer.
 #[derive(Debug, Default)]
 struct Answer {

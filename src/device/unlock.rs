@@ -122,6 +122,40 @@ fn parse(text: &str) -> Parsed {
     parsed
 }
 
+/// What the file's bytes say (at most `MAX_FILE_BYTES + 1` of them are read).
+fn parse_bytes(bytes: &[u8]) -> Parsed {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.len() as u64 <= MAX_FILE_BYTES => parse(text),
+        Ok(_) => Parsed {
+            failures: None,
+            limit: None,
+            problem: Some(format!("longer than {MAX_FILE_BYTES} bytes")),
+        },
+        Err(_) => Parsed {
+            failures: None,
+            limit: None,
+            problem: Some("not text".into()),
+        },
+    }
+}
+
+/// Fuzzing entry point (fuzz/fuzz_targets/device_input.rs): the count a file of `bytes`
+/// holds when it is sound, with the file written back for it. Not part of the API.
+#[doc(hidden)]
+pub fn fuzz_count_file(bytes: &[u8]) -> Option<(UnlockStatus, String)> {
+    match parse_bytes(bytes) {
+        Parsed {
+            problem: None,
+            failures: Some(failures),
+            limit: Some(limit),
+        } => {
+            let status = UnlockStatus { failures, limit };
+            Some((status, render(&status)))
+        }
+        _ => None,
+    }
+}
+
 fn render(status: &UnlockStatus) -> String {
     let limit = status
         .limit
@@ -156,19 +190,7 @@ fn read(data_dir: &Path) -> Result<Found, UnlockError> {
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| StoreError::io("read", &path, e))?;
-    let mut parsed = match std::str::from_utf8(&bytes) {
-        Ok(text) if bytes.len() as u64 <= MAX_FILE_BYTES => parse(text),
-        Ok(_) => Parsed {
-            failures: None,
-            limit: None,
-            problem: Some(format!("longer than {MAX_FILE_BYTES} bytes")),
-        },
-        Err(_) => Parsed {
-            failures: None,
-            limit: None,
-            problem: Some("not text".into()),
-        },
-    };
+    let mut parsed = parse_bytes(&bytes);
     match (parsed.problem.take(), parsed.failures, parsed.limit) {
         (None, Some(failures), Some(limit)) => Ok(Found::Sound(UnlockStatus { failures, limit })),
         (problem, _, _) => Ok(Found::Damaged(

@@ -30,7 +30,7 @@
 
 use std::ffi::{CStr, OsStr};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -525,15 +525,17 @@ mod ioctls {
 /// The file system the `mkfs` hook made on `device`, told by its superblock's magic
 /// (ext2/3/4, XFS, Btrfs, F2FS, FAT); `None` when none of them.
 pub fn file_system_type(device: &Path) -> io::Result<Option<&'static str>> {
-    use std::os::unix::fs::FileExt;
-    let file = File::open(device)?;
-    let read = |offset: u64, len: usize| -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        match file.read_exact_at(&mut buf, offset) {
-            Ok(()) => Ok(buf),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
+    superblock_type(&mut File::open(device)?)
+}
+
+/// [`file_system_type`] of what `device` reads (a block device, or any bytes).
+pub fn superblock_type(device: &mut (impl Read + Seek)) -> io::Result<Option<&'static str>> {
+    // Bytes cut short by the end of the device compare unequal to every magic.
+    let mut read = |offset: u64, len: u64| -> io::Result<Vec<u8>> {
+        device.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        (&mut *device).take(len).read_to_end(&mut buf)?;
+        Ok(buf)
     };
     if read(1080, 2)? == [0x53, 0xef] {
         return Ok(Some("ext4"));
@@ -1290,6 +1292,14 @@ pub fn progress(data_dir: &Path) -> Result<Option<Progress>> {
         .read_to_end(&mut bytes)
         .map_err(io_error("read", &path))?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
+    match parse_progress(&text) {
+        Some(progress) => Ok(Some(progress)),
+        None => Err(WipeError::Phase { path, text }),
+    }
+}
+
+/// The progress a [`PHASE_FILE`] holding `text` records (`None`: the file is damaged).
+pub fn parse_progress(text: &str) -> Option<Progress> {
     let mut words = text.split_whitespace();
     let kind = match words.next() {
         Some("full") => Some(WipeIntent::Full),
@@ -1300,16 +1310,20 @@ pub fn progress(data_dir: &Path) -> Result<Option<Progress>> {
         .next()
         .and_then(|w| Phase::ALL.into_iter().find(|p| p.as_str() == w));
     match (kind, phase, words.next()) {
-        (Some(kind), Some(phase), None) => Ok(Some(Progress { kind, phase })),
-        _ => Err(WipeError::Phase { path, text }),
+        (Some(kind), Some(phase), None) => Some(Progress { kind, phase }),
+        _ => None,
     }
 }
 
+/// The one line [`record`] writes for `progress` (what [`parse_progress`] reads back).
+pub fn progress_line(progress: Progress) -> String {
+    format!("{} {}\n", kind_str(progress.kind), progress.phase.as_str())
+}
+
 fn record(data_dir: &Path, progress: Progress) -> Result<()> {
-    let text = format!("{} {}\n", kind_str(progress.kind), progress.phase.as_str());
     atomic::replace_file(
         &data_dir.join(PHASE_FILE),
-        text.as_bytes(),
+        progress_line(progress).as_bytes(),
         PRIVATE_FILE_MODE,
     )?;
     Ok(())
@@ -2018,6 +2032,25 @@ mod tests {
         fs::write(data.join(PHASE_FILE), "full sideways\n").unwrap();
         let e = resume_at(&data, None, &Hooks::default(), &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("is damaged"), "{e}");
+    }
+
+    #[test]
+    fn every_phase_line_reads_back_and_damaged_ones_do_not() {
+        for kind in [WipeIntent::Full, WipeIntent::AccountOnly] {
+            for phase in Phase::ALL {
+                let progress = Progress { kind, phase };
+                assert_eq!(parse_progress(&progress_line(progress)), Some(progress));
+            }
+        }
+        for damaged in [
+            "",
+            "full",
+            "full sideways",
+            "full wiped extra",
+            "partial wiped",
+        ] {
+            assert_eq!(parse_progress(damaged), None, "{damaged:?}");
+        }
     }
 
     #[test]

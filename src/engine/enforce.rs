@@ -52,22 +52,28 @@ pub struct HookEnforcer {
 /// D-Bus `Policy` and the roaming rule are known before the first provisioning of a run.
 pub const POLICY_FILE: &str = "policy.json";
 
+/// The policy elements a [`POLICY_FILE`] of `bytes` keeps (names easync does not know are
+/// left out).
+pub fn parse_saved_policy(bytes: &[u8]) -> Result<Vec<(&'static str, String)>, serde_json::Error> {
+    let map = serde_json::from_slice::<std::collections::BTreeMap<String, String>>(bytes)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(name, value)| {
+            crate::eas::policy::Policy::ELEMENT_NAMES
+                .iter()
+                .find(|n| **n == name)
+                .map(|n| (*n, value))
+        })
+        .collect())
+}
+
 /// The policy elements kept in `data_dir/state/policy.json`, if any (a damaged file is
 /// ignored with a warning: the next provisioning writes it again).
 pub fn saved_policy(data_dir: &std::path::Path) -> Option<Vec<(&'static str, String)>> {
     let path = data_dir.join("state").join(POLICY_FILE);
     let bytes = std::fs::read(&path).ok()?;
-    match serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&bytes) {
-        Ok(map) => Some(
-            map.into_iter()
-                .filter_map(|(name, value)| {
-                    crate::eas::policy::Policy::ELEMENT_NAMES
-                        .iter()
-                        .find(|n| **n == name)
-                        .map(|n| (*n, value))
-                })
-                .collect(),
-        ),
+    match parse_saved_policy(&bytes) {
+        Ok(elements) => Some(elements),
         Err(e) => {
             log::warn!(
                 "{} is damaged ({e}); it is written again at the next provisioning",

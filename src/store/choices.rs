@@ -33,19 +33,24 @@ impl FolderChoices {
     pub fn load(data_dir: &Path) -> Result<FolderChoices, StoreError> {
         let path = Self::path_in(data_dir);
         let chosen = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<BTreeMap<String, bool>>(&bytes).map_err(|e| {
-                StoreError::Invalid {
-                    path: path.clone(),
-                    detail: format!(
-                        "{e}; fix or remove the file (the configuration's folder selection \
-                         applies meanwhile)"
-                    ),
-                }
+            Ok(bytes) => Self::parse(&bytes).map_err(|detail| StoreError::Invalid {
+                path: path.clone(),
+                detail,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(StoreError::io("read", &path, e)),
         };
         Ok(FolderChoices { path, chosen })
+    }
+
+    /// The choices a file of `bytes` holds: folder ServerId to enabled.
+    pub fn parse(bytes: &[u8]) -> Result<BTreeMap<String, bool>, String> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            format!(
+                "{e}; fix or remove the file (the configuration's folder selection applies \
+                 meanwhile)"
+            )
+        })
     }
 
     /// The choice made for the folder `server_id`, if any.

@@ -270,6 +270,13 @@ fn json_error(e: &serde_json::Error) -> String {
     format!("{kind} at line {} column {}", e.line(), e.column())
 }
 
+/// Fuzzing entry point (fuzz/fuzz_targets/device_input.rs): the tokens a tokens file of
+/// `bytes` holds. Not part of the API.
+#[doc(hidden)]
+pub fn fuzz_tokens_file(bytes: &[u8]) -> Result<Tokens> {
+    decode(bytes, Path::new("/fuzz/oauth.json"))
+}
+
 fn decode(bytes: &[u8], path: &Path) -> Result<Tokens> {
     let format = serde_json::from_slice::<FormatOnly>(bytes)
         .map_err(|e| damaged(path, &format!("not a tokens file: {}", json_error(&e))))?

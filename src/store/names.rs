@@ -60,7 +60,10 @@ pub fn sanitize(raw: &str) -> String {
         .chars()
         .map(|c| if is_unsafe_char(c) { '_' } else { c })
         .collect();
-    let trimmed = replaced.trim().trim_start_matches('.').trim_start();
+    // Dots and white space together: dropping one then the other left ". .x" as ".x".
+    let trimmed = replaced
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
     shorten(trimmed, MAX_NAME_BYTES)
 }
 
@@ -263,6 +266,22 @@ mod tests {
             ("Posteingang ✉", "Posteingang ✉"),
         ];
         for (raw, want) in cases {
+            let got = sanitize(raw);
+            assert_eq!(got, want, "sanitize({raw:?})");
+            assert_safe(&got);
+        }
+    }
+
+    #[test]
+    fn dots_and_spaces_mixed_at_the_start_never_make_a_hidden_name() {
+        // Found by fuzz/fuzz_targets/local_files.rs: the leading dots were dropped once and
+        // the white space after them, so ". .x" became the hidden ".x".
+        for (raw, want) in [
+            (". .x", "x"),
+            (" . . .ssh", "ssh"),
+            (".\t.bashrc", "_.bashrc"),
+            (". ..", PLACEHOLDER),
+        ] {
             let got = sanitize(raw);
             assert_eq!(got, want, "sanitize({raw:?})");
             assert_safe(&got);

@@ -252,6 +252,51 @@ fn tokens_from(body: &Json) -> Result<Tokens> {
     })
 }
 
+/// The device authorization answer (RFC 8628 3.2).
+fn authorization_from(body: &Json) -> Result<DeviceAuthorization> {
+    let required = |field: &str| {
+        text(body, field)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Error::BadResponse(format!("no {field}")))
+    };
+    let device_code = Secret::new(required("device_code")?);
+    let user_code = required("user_code")?;
+    // Microsoft's v2 endpoint says verification_url.
+    let verification_uri =
+        required("verification_uri").or_else(|_| required("verification_url"))?;
+    let expires_in = body
+        .get("expires_in")
+        .and_then(seconds)
+        .ok_or_else(|| Error::BadResponse("no expires_in".into()))?;
+    let interval = body
+        .get("interval")
+        .and_then(seconds)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_INTERVAL);
+    Ok(DeviceAuthorization {
+        user_code,
+        verification_uri,
+        verification_uri_complete: text(body, "verification_uri_complete"),
+        expires_in: Duration::from_secs(expires_in.min(86400)),
+        interval: interval.min(Duration::from_secs(300)),
+        message: text(body, "message"),
+        device_code,
+    })
+}
+
+/// Fuzzing entry point (fuzz/fuzz_targets/net_headers.rs): an OAuth server's answer
+/// `bytes` read as the device authorization, the tokens and the error it may be. Not part
+/// of the API.
+#[doc(hidden)]
+pub fn fuzz_answer(bytes: &[u8]) -> (Result<DeviceAuthorization>, Result<Tokens>, Option<Error>) {
+    let json = serde_json::from_slice(bytes).unwrap_or(Json::Null);
+    (
+        authorization_from(&json),
+        tokens_from(&json),
+        oauth_error(&json),
+    )
+}
+
 impl OAuthClient {
     /// Builds the client (the transport's TLS trust, pins and proxy). The endpoints must be
     /// https.
@@ -337,34 +382,7 @@ impl OAuthClient {
         if status != 200 {
             return Err(oauth_error(&body).unwrap_or(Error::Http { status }));
         }
-        let required = |field: &str| {
-            text(&body, field)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| Error::BadResponse(format!("no {field}")))
-        };
-        let device_code = Secret::new(required("device_code")?);
-        let user_code = required("user_code")?;
-        // Microsoft's v2 endpoint says verification_url.
-        let verification_uri =
-            required("verification_uri").or_else(|_| required("verification_url"))?;
-        let expires_in = body
-            .get("expires_in")
-            .and_then(seconds)
-            .ok_or_else(|| Error::BadResponse("no expires_in".into()))?;
-        let interval = body
-            .get("interval")
-            .and_then(seconds)
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_INTERVAL);
-        let authorization = DeviceAuthorization {
-            user_code,
-            verification_uri,
-            verification_uri_complete: text(&body, "verification_uri_complete"),
-            expires_in: Duration::from_secs(expires_in.min(86400)),
-            interval: interval.min(Duration::from_secs(300)),
-            message: text(&body, "message"),
-            device_code,
-        };
+        let authorization = authorization_from(&body)?;
         Ok(DeviceFlow {
             client: self,
             deadline: Instant::now() + authorization.expires_in,

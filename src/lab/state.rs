@@ -582,28 +582,22 @@ impl State {
         Ok(n)
     }
 
-    /// Takes the first fault that applies to `command`, counting it down.
     /// The next fault aimed at OPTIONS by name (faults for any command leave OPTIONS alone).
     pub fn take_options_fault(&mut self) -> Option<Fault> {
-        let index = self.faults.iter().position(|f| {
-            f.command
-                .as_deref()
-                .is_some_and(|c| c.eq_ignore_ascii_case("OPTIONS"))
-        })?;
-        let fault = self.faults[index].clone();
-        self.faults[index].count = self.faults[index].count.saturating_sub(1);
-        if self.faults[index].count == 0 {
-            self.faults.remove(index);
-        }
-        Some(fault)
+        self.take_fault_where(|c| c.is_some_and(|c| c.eq_ignore_ascii_case("OPTIONS")))
     }
 
+    /// Takes the first fault that applies to `command`, counting it down.
     pub fn take_fault(&mut self, command: &str) -> Option<Fault> {
-        let index = self.faults.iter().position(|f| {
-            f.command
-                .as_deref()
-                .is_none_or(|c| c.eq_ignore_ascii_case(command))
-        })?;
+        self.take_fault_where(|c| c.is_none_or(|c| c.eq_ignore_ascii_case(command)))
+    }
+
+    /// Uses up once the first fault whose command matches `aimed`.
+    fn take_fault_where(&mut self, aimed: impl Fn(Option<&str>) -> bool) -> Option<Fault> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| aimed(f.command.as_deref()))?;
         let fault = self.faults[index].clone();
         self.faults[index].count = self.faults[index].count.saturating_sub(1);
         if self.faults[index].count == 0 {

@@ -255,6 +255,15 @@ impl Daemon {
     }
 }
 
+/// Reply argument `i` as text ("" when it is missing or not a string).
+fn text_at(reply: &[Value], i: usize) -> String {
+    reply
+        .get(i)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
 /// The strings of an `as` value.
 fn strings(v: &Value) -> Vec<String> {
     v.items()
@@ -307,14 +316,7 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
         ["policy"] => policy(&daemon, o.json).await,
         ["wipe-status"] => {
             let reply = daemon.ask("WipeStatus", vec![]).await?;
-            let text = |i: usize| {
-                reply
-                    .get(i)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let (kind, phase) = (text(0), text(1));
+            let (kind, phase) = (text_at(&reply, 0), text_at(&reply, 1));
             let state = daemon.text("State").await?;
             say(
                 o.json,
@@ -376,11 +378,7 @@ async fn run(o: &Options) -> Result<ExitCode, String> {
                 .call("SendMail", vec![Value::Fd(0)], vec![OwnedFd::from(f)])
                 .await
                 .map_err(|e| explain(e, "SendMail"))?;
-            let id = reply
-                .first()
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let id = text_at(&reply, 0);
             say(o.json, json!({ "queued": id }), || {
                 format!("queued as {id}; it is sent at once")
             });
@@ -889,14 +887,7 @@ async fn enroll(d: &Daemon, o: &Options) -> Result<ExitCode, String> {
         };
         match result {
             Ok(reply) => {
-                let text = |i: usize| {
-                    reply
-                        .get(i)
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                };
-                let (url, version) = (text(0), text(1));
+                let (url, version) = (text_at(&reply, 0), text_at(&reply, 1));
                 say(
                     o.json,
                     json!({ "enrolled": email, "server": url, "protocol_version": version }),

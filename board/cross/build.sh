@@ -82,6 +82,12 @@ if [ "$TOOLCHAIN" = chroot ]; then
     [ -e "$CROSS_ROOT/.cross-debootstrap-done" ] \
         || die "no toolchain in $CROSS_ROOT: run $CROSS_DIR_GIVEN/setup-toolchain.sh first"
     case "$REPO/" in "$CROSS_REPO"/*) ;; *) die "$REPO is outside $CROSS_REPO, which the chroot mounts: set CROSS_REPO" ;; esac
+    # A bind mount left by an interrupted run may still show a checkout deleted since
+    # (a CI clone made again at the same path): drop it so lib.sh mounts the current one.
+    if mountpoint -q "$CROSS_ROOT$CROSS_REPO" \
+        && [ "$(stat -c %d:%i "$CROSS_ROOT$CROSS_REPO")" != "$(stat -c %d:%i "$CROSS_REPO")" ]; then
+        umount -l "$CROSS_ROOT$CROSS_REPO"
+    fi
     in_toolchain() { (cd "$REPO" && cross_run "$1"); }
 elif [ "$TOOLCHAIN" = sdk ]; then
     in_toolchain() { (cd "$REPO" && bash -c "$1"); }

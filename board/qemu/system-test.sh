@@ -67,6 +67,12 @@ source "$CROSS_DIR/lib.sh"
 log() { printf '[qsys %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 case "$REPO/" in "$CROSS_REPO"/*) ;; *) die "$REPO is outside $CROSS_REPO, which the chroot mounts: set CROSS_REPO" ;; esac
+# A bind mount left by an interrupted run may still show a checkout deleted since
+# (a CI clone made again at the same path): drop it so lib.sh mounts the current one.
+if mountpoint -q "$CROSS_ROOT$CROSS_REPO" \
+    && [ "$(stat -c %d:%i "$CROSS_ROOT$CROSS_REPO")" != "$(stat -c %d:%i "$CROSS_REPO")" ]; then
+    umount -l "$CROSS_ROOT$CROSS_REPO"
+fi
 for tool in mkfs.ext4 debugfs; do
     command -v "$tool" > /dev/null || die "$tool is missing: apt-get install e2fsprogs"
 done

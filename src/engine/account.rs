@@ -605,11 +605,8 @@ impl Account {
             return Ok(url.clone());
         }
         let cache = self.url_cache();
-        if let Ok(url) = std::fs::read_to_string(&cache) {
-            let url = url.trim();
-            if !url.is_empty() {
-                return Ok(url.to_string());
-            }
+        if let Some(url) = read_url_cache(&cache) {
+            return Ok(url);
         }
         let probe = self.transport_config("https://autodiscover.invalid/")?;
         let discoverer = autodiscover::Discoverer::new(autodiscover::Options::from_config(&probe))?;
@@ -1382,8 +1379,67 @@ fn sync_error(status: sync::Status) -> EngineError {
     }
 }
 
+/// The longest server URL cache easync reads.
+const URL_CACHE_MAX: u64 = 4096;
+
+/// The server URL an earlier Autodiscover cached at `path`: `None` when there is none, or
+/// when the file is not one short http(s) URL (then Autodiscover runs again).
+fn read_url_cache(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(URL_CACHE_MAX + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    let url = text.trim();
+    if url.is_empty() {
+        return None;
+    }
+    let usable = text.len() as u64 <= URL_CACHE_MAX
+        && (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.contains(char::is_whitespace);
+    if !usable {
+        log::warn!(
+            "ignoring the server URL cache {}: it is not one short URL; Autodiscover runs again",
+            path.display()
+        );
+        return None;
+    }
+    Some(url.to_string())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_short_url_is_taken_from_the_url_cache() {
+        let dir = crate::store::atomic::testdir::TestDir::new("urlcache");
+        let path = dir.path().join("server-url");
+        assert_eq!(read_url_cache(&path), None);
+        std::fs::write(
+            &path,
+            "https://mail.example.com/Microsoft-Server-ActiveSync\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_url_cache(&path).as_deref(),
+            Some("https://mail.example.com/Microsoft-Server-ActiveSync")
+        );
+        for bad in [
+            "".to_string(),
+            "ftp://x".to_string(),
+            "https://a b".to_string(),
+            format!("https://{}", "a".repeat(5000)),
+            "\u{0}\u{1}binary".to_string(),
+        ] {
+            std::fs::write(&path, &bad).unwrap();
+            assert_eq!(read_url_cache(&path), None, "{bad:.40}");
+        }
+        // Not UTF-8 at all.
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        assert_eq!(read_url_cache(&path), None);
+    }
+
     use super::*;
 
     #[test]

@@ -14,6 +14,8 @@ use super::atomic::{self, PRIVATE_FILE_MODE, StoreError};
 pub const FILE: &str = "folders.json";
 /// More choices than this are refused (a server has at most a few thousand folders).
 pub const MAX_CHOICES: usize = 10_000;
+/// The largest choice file read (bytes): [`MAX_CHOICES`] long ServerIds fit.
+const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The choices of one account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,8 +33,13 @@ impl FolderChoices {
     /// Reads the choices (none when the file does not exist). A damaged file is an error
     /// naming it; the engine then follows the configuration alone.
     pub fn load(data_dir: &Path) -> Result<FolderChoices, StoreError> {
+        use std::io::Read;
         let path = Self::path_in(data_dir);
-        let chosen = match std::fs::read(&path) {
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes))
+            .map(|_| bytes);
+        let chosen = match read {
             Ok(bytes) => Self::parse(&bytes).map_err(|detail| StoreError::Invalid {
                 path: path.clone(),
                 detail,
@@ -45,12 +52,23 @@ impl FolderChoices {
 
     /// The choices a file of `bytes` holds: folder ServerId to enabled.
     pub fn parse(bytes: &[u8]) -> Result<BTreeMap<String, bool>, String> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            format!(
-                "{e}; fix or remove the file (the configuration's folder selection applies \
-                 meanwhile)"
-            )
-        })
+        let advice = "fix or remove the file (the configuration's folder selection applies \
+                      meanwhile)";
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(format!(
+                "{} bytes, more than the {MAX_FILE_BYTES} a choice file can need; {advice}",
+                bytes.len()
+            ));
+        }
+        let chosen: BTreeMap<String, bool> =
+            serde_json::from_slice(bytes).map_err(|e| format!("{e}; {advice}"))?;
+        if chosen.len() > MAX_CHOICES {
+            return Err(format!(
+                "{} folder choices, more than {MAX_CHOICES}; {advice}",
+                chosen.len()
+            ));
+        }
+        Ok(chosen)
     }
 
     /// The choice made for the folder `server_id`, if any.
@@ -93,6 +111,41 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_choice_file_with_too_many_entries_or_bytes_is_refused() {
+        let dir = scratch("bounds");
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let many: BTreeMap<String, bool> =
+            (0..=MAX_CHOICES).map(|i| (i.to_string(), true)).collect();
+        std::fs::write(
+            FolderChoices::path_in(&dir),
+            serde_json::to_vec(&many).unwrap(),
+        )
+        .unwrap();
+        let e = FolderChoices::load(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("more than 10000") && e.contains("remove the file"),
+            "{e}"
+        );
+        // Padding past the byte limit is refused before any parsing.
+        let mut big = b"{\"7\": true".to_vec();
+        big.resize(MAX_FILE_BYTES + 10, b' ');
+        big.push(b'}');
+        std::fs::write(FolderChoices::path_in(&dir), &big).unwrap();
+        let e = FolderChoices::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("bytes, more than"), "{e}");
+        // Exactly the limit of entries still loads.
+        let fits: BTreeMap<String, bool> =
+            (0..MAX_CHOICES).map(|i| (i.to_string(), false)).collect();
+        std::fs::write(
+            FolderChoices::path_in(&dir),
+            serde_json::to_vec(&fits).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(FolderChoices::load(&dir).unwrap().get("9999"), Some(false));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -104,6 +104,20 @@ async fn connect(bus: &PrivateBus) -> zbus::Connection {
         .expect("the test connects to the private bus")
 }
 
+/// All properties of the account in one GetAll call.
+async fn all_properties(c: &zbus::Connection) -> zbus::Result<HashMap<String, OwnedValue>> {
+    let reply = c
+        .call_method(
+            Some(BUS_NAME),
+            ACCOUNT_PATH,
+            Some("org.freedesktop.DBus.Properties"),
+            "GetAll",
+            &(ACCOUNT_INTERFACE,),
+        )
+        .await?;
+    reply.body().deserialize()
+}
+
 /// A proxy of the account that reads properties afresh each time (no cache).
 async fn proxy(connection: &zbus::Connection) -> zbus::Proxy<'static> {
     zbus::proxy::Builder::new(connection)
@@ -933,22 +947,7 @@ fn an_oauth_account_signals_its_device_code_and_enrolls_without_a_password() {
             .join(easync::store::credentials::OAUTH_TOKENS_FILE);
         let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let properties = format!(
-            "{:?}",
-            connection
-                .call_method(
-                    Some(BUS_NAME),
-                    ACCOUNT_PATH,
-                    Some("org.freedesktop.DBus.Properties"),
-                    "GetAll",
-                    &(ACCOUNT_INTERFACE,),
-                )
-                .await
-                .unwrap()
-                .body()
-                .deserialize::<HashMap<String, OwnedValue>>()
-                .unwrap()
-        );
+        let properties = format!("{:?}", all_properties(&connection).await.unwrap());
         for token in ["lab-access-", "lab-refresh-"] {
             let everywhere =
                 files_containing(&dir.0.join("data"), token.as_bytes(), Path::new("/"));
@@ -1355,20 +1354,7 @@ fn bad_calls_get_d_bus_errors_and_losing_the_bus_leaves_easyncd_syncing() {
         for _ in 0..64 {
             let c = c.clone();
             calls.push(tokio::spawn(async move {
-                c.call_method(
-                    Some(BUS_NAME),
-                    ACCOUNT_PATH,
-                    properties,
-                    "GetAll",
-                    &(ACCOUNT_INTERFACE,),
-                )
-                .await
-                .map(|m| {
-                    m.body()
-                        .deserialize::<HashMap<String, OwnedValue>>()
-                        .map(|all| all.len())
-                        .unwrap_or(0)
-                })
+                all_properties(&c).await.map(|all| all.len())
             }));
         }
         for call in calls {
@@ -1433,23 +1419,7 @@ fn the_password_shows_nowhere_but_its_own_0600_file() {
         let c = connect(&bus).await;
         let p = proxy(&c).await;
         wait_state(&p, &daemon, "listening", 60).await;
-        let reply = c
-            .call_method(
-                Some(BUS_NAME),
-                ACCOUNT_PATH,
-                Some("org.freedesktop.DBus.Properties"),
-                "GetAll",
-                &(ACCOUNT_INTERFACE,),
-            )
-            .await
-            .unwrap();
-        format!(
-            "{:?}",
-            reply
-                .body()
-                .deserialize::<HashMap<String, OwnedValue>>()
-                .unwrap()
-        )
+        format!("{:?}", all_properties(&c).await.unwrap())
     });
     assert!(properties.contains("listening") && !properties.contains(SECRET));
 

@@ -71,9 +71,14 @@ impl PrivateBus {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("dbus-daemon runs (tests/run.sh installs it)");
+        // The socket file appears at bind(), before listen(): wait until a connection is
+        // accepted, or a client racing the daemon gets "connection refused".
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon made no socket");
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dbus-daemon accepts no connection"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         PrivateBus {

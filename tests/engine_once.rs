@@ -494,12 +494,8 @@ fn a_broken_response_fails_the_run_and_the_next_run_completes_without_duplicates
             .unwrap();
     }
     lab.handle.inject_fault(Fault {
-        kind: FaultKind::Truncate,
-        count: 1,
         command: Some("Sync".into()),
-        location: None,
-        retry_after: None,
-        delay_ms: None,
+        ..Fault::new(FaultKind::Truncate)
     });
     let config = Config::load(&setup.config_path).unwrap();
     let error = Account::new(config)

@@ -31,7 +31,7 @@ impl Default for Limits {
         Limits {
             max_value: 64 * 1024,
             max_tree_nodes: 4096,
-            max_entries: 100_000,
+            max_entries: 10_000,
         }
     }
 }

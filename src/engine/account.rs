@@ -50,6 +50,9 @@ pub const WINDOW_SIZE: u32 = 100;
 /// Sync rounds of one folder in one cycle at most (a server that never says "done" cannot
 /// keep the cycle going for ever).
 pub const MAX_ROUNDS: u32 = 10_000;
+/// Sync rounds in a row that may bring nothing while the server says MoreAvailable; one
+/// more ends the folder's sync with an error (and the daemon's back-off).
+const MAX_IDLE_ROUNDS: u32 = 5;
 /// The file under `data_dir/state/` caching the URL Autodiscover found.
 pub const SERVER_URL_FILE: &str = "server_url";
 /// Time limit of OPTIONS.
@@ -1166,6 +1169,8 @@ impl Account {
         };
         let display_name = folder.display_name.clone();
         let mut key = folder.sync_key.clone();
+        // A folder set back to "0" while it holds items is downloaded again in full.
+        let resync = key == sync::INITIAL_SYNC_KEY && !folder.items.is_empty();
         let local_dir = folder.local_dir.clone();
         let data_dir = self.data_dir().to_path_buf();
         let mut options = self.sync_options(class, state.policy_limits.as_ref());
@@ -1189,6 +1194,15 @@ impl Account {
         };
         applier.enable_upload(&self.uploads);
         applier.keep_local_edits(self.config.sync().conflict == config::ConflictPolicy::ClientWins);
+        // The server's default window is 100 too (MS-ASCMD 2.2.3.199.2), so this also holds
+        // for the initial request, which sends none.
+        applier.set_window(WINDOW_SIZE as usize);
+        if resync {
+            log::warn!("folder {display_name}: downloading it again in full");
+            applier.seen = Some(HashSet::new());
+        }
+        // Rounds in a row that brought nothing although the server said MoreAvailable.
+        let mut idle_rounds = 0;
         let mut estimated = None;
         // The server's changes come first, the device's only once they are all in: while a
         // first or full sync still downloads, or a batch cut short by a crash is to come
@@ -1219,6 +1233,7 @@ impl Account {
             };
             let before = applier.applied.changes();
             applier.header = None;
+            applier.begin_response();
             let outcome = session.execute(
                 |s| sync::request(s.version, &request),
                 |p| sync::read_response(p, &mut applier),
@@ -1238,6 +1253,17 @@ impl Account {
             }
             if let Some(e) = failure {
                 return Err(e.into());
+            }
+            if applier.over_window {
+                applier.restart_folder()?;
+                return Err(EngineError::Server {
+                    what: "Sync",
+                    status: format!("more than the {WINDOW_SIZE} changes asked for in one answer"),
+                    hint: format!(
+                        "the server ignores the WindowSize; folder {display_name} will be \
+                         downloaded again in full"
+                    ),
+                });
             }
             let response = match outcome? {
                 SyncOutcome::Unchanged => break,
@@ -1294,6 +1320,23 @@ impl Account {
             }
             if last_complete && !progressed && !uploading {
                 break;
+            }
+            idle_rounds = if header.more_available && !progressed && !uploading {
+                idle_rounds + 1
+            } else {
+                0
+            };
+            if idle_rounds >= MAX_IDLE_ROUNDS {
+                return Err(EngineError::Server {
+                    what: "Sync",
+                    status: format!(
+                        "MoreAvailable {MAX_IDLE_ROUNDS} times in a row with nothing in it"
+                    ),
+                    hint: format!(
+                        "the server promises more for folder {display_name} and sends none; \
+                         trying again later"
+                    ),
+                });
             }
             if round + 1 == MAX_ROUNDS {
                 log::warn!("folder {display_name}: still more after {MAX_ROUNDS} rounds");

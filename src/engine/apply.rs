@@ -138,6 +138,13 @@ pub struct FolderApplier<'m> {
     /// During a full resync (after Sync status 3): the ServerIds the server sent, so that
     /// [`FolderApplier::sweep_unseen`] can drop the items it no longer has.
     pub seen: Option<HashSet<String>>,
+    /// The most server changes one response may carry (the WindowSize asked for), and how
+    /// many the response being read carried so far.
+    window: usize,
+    in_response: usize,
+    /// The response carried more than `window` changes: the server ignores the protocol,
+    /// so what it sent is not trusted (see [`FolderApplier::restart_folder`]).
+    pub over_window: bool,
     upload: Option<Uploading<'m>>,
     /// The device's changes win conflicts (`[sync] conflict = "client-wins"`): a server
     /// change of an item the device changed since is not written over it; the upload that
@@ -228,9 +235,33 @@ impl<'m> FolderApplier<'m> {
             header: None,
             failure: None,
             seen: None,
+            window: usize::MAX,
+            in_response: 0,
+            over_window: false,
             upload: None,
             keep_local_edits: false,
         }
+    }
+
+    /// Refuses responses carrying more than `window` server changes.
+    pub fn set_window(&mut self, window: usize) {
+        self.window = window;
+    }
+
+    /// Called before each request: the window counts per response.
+    pub fn begin_response(&mut self) {
+        self.in_response = 0;
+    }
+
+    /// Sets the folder's SyncKey back to `"0"` and saves the state, so that its next sync
+    /// downloads it again in full and drops what the server does not send again (a resync,
+    /// as after Sync status 3). For a response the server broke the protocol in: what it
+    /// already stored of it may be changes the server never made.
+    pub fn restart_folder(&mut self) -> Result<(), StoreError> {
+        if let Some(folder) = self.state.folders.get_mut(&self.collection_id) {
+            folder.sync_key = crate::eas::sync::INITIAL_SYNC_KEY.to_string();
+        }
+        self.state_file.save(self.state)
     }
 
     /// Makes this applier carry the folder's local changes too (see [`super::upload`]).
@@ -620,6 +651,15 @@ impl SyncHandler for FolderApplier<'_> {
         }
         if let Some(e) = &self.failure {
             return Err(eas::Error::Sink(io::Error::other(e.to_string())));
+        }
+        self.in_response += 1;
+        if self.in_response > self.window {
+            self.over_window = true;
+            return Err(eas::Error::Limit {
+                what: "server changes in one Sync answer (the WindowSize)",
+                limit: self.window as u64,
+                offset: 0,
+            });
         }
         if let Some(outbound) = self.upload.as_mut().and_then(|u| u.outbound.as_mut()) {
             match &change {

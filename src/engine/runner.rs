@@ -29,13 +29,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::account::{Account, EngineError, Progress, Summary, WipeNews};
 use super::outbox::OutboxSummary;
-use super::push::PushOutcome;
+use super::push::{PingResult, PushOutcome};
 use super::reaction::{self, PARKED_RETRY, Reaction};
 use super::upload::UploadSummary;
 use super::watch::{LocalWatcher, WatchError};
 use crate::config::Config;
 use crate::device::hooks::Compliance;
 use crate::transport::{self, Backoff, Canceller};
+
+/// Push rounds in a row that may find nothing after a Ping said "changes" before the runner
+/// pauses (see [`Runner::empty_push_pause`]).
+const MAX_EMPTY_PUSHES: u32 = 2;
 
 /// Failures in a row after which a due upload or outbox round is left to the next trigger
 /// (a local change, the next cycle), so a broken server cannot starve the push loop.
@@ -312,6 +316,8 @@ pub struct Runner {
     drains: Arc<AtomicU64>,
     /// The policy and verdict last reported ([`Event::Policy`]).
     published_policy: Option<PolicyReport>,
+    /// Push rounds in a row whose Ping found changes that the Syncs then did not find.
+    empty_pushes: u32,
 }
 
 type PolicyReport = (Option<Vec<(&'static str, String)>>, Option<Compliance>);
@@ -357,6 +363,7 @@ impl Runner {
             watcher: None,
             drains,
             published_policy: None,
+            empty_pushes: 0,
         };
         (runner, handle)
     }
@@ -503,7 +510,14 @@ impl Runner {
                             due.outbox = false;
                             self.watch_new_folders();
                         }
-                        Step::Push => {}
+                        Step::Push => {
+                            if let Some(pause) = self.empty_push_pause() {
+                                if !self.wait(pause) {
+                                    (self.events)(Event::Stopped);
+                                    return;
+                                }
+                            }
+                        }
                     }
                 }
                 Err(EngineError::Interrupted) => {}
@@ -619,10 +633,36 @@ impl Runner {
             }
             Step::Push => {
                 let outcome = self.account.push_once(&mut progress)?;
+                let empty = outcome.result == PingResult::Changed
+                    && outcome.cycle.is_none()
+                    && outcome
+                        .folders
+                        .iter()
+                        .all(|f| f.added + f.changed + f.deleted == 0);
+                self.empty_pushes = if empty { self.empty_pushes + 1 } else { 0 };
                 (self.events)(Event::Pushed(outcome));
             }
         }
         Ok(())
+    }
+
+    /// After [`MAX_EMPTY_PUSHES`] push rounds in a row whose Ping reported changes the Syncs
+    /// did not find (a server whose change tracking is broken would otherwise be pinged and
+    /// synced back to back for ever): the pause before the next Ping, reported as a
+    /// failure. It grows with every further such round, up to the back-off's ceiling, and
+    /// is reset by a round that brings something or a Ping that runs its heartbeat out.
+    fn empty_push_pause(&mut self) -> Option<Duration> {
+        let beyond = self.empty_pushes.checked_sub(MAX_EMPTY_PUSHES)?;
+        let after = Backoff::default().delay(beyond, None, SystemTime::now(), 0);
+        (self.events)(Event::Failed {
+            message: format!(
+                "the server reported changes {} times in a row that syncing did not find",
+                self.empty_pushes
+            ),
+            reaction: Reaction::Retry { after },
+            wait: Some(after),
+        });
+        Some(after)
     }
 
     /// Starts watching the folders a FolderSync created.

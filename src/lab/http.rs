@@ -286,12 +286,19 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 /// How to write a response body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framing {
     /// The whole body.
     Full,
     /// Announce the whole length, send half the body, then the caller closes (a reset).
     HalfThenClose,
+    /// Announce the whole length, send half the body, then the caller keeps the connection
+    /// open and silent for this long (a stalled peer).
+    Stall(std::time::Duration),
+    /// Compress the body whatever the client accepts, announce and send half of it.
+    TruncatedGzip,
+    /// Ignore the response's body: write this one on the fly (never compressed).
+    Generated(super::hostile::Generated),
 }
 
 /// Writes `resp` to `out`. Compresses the body when `compress` and it is not empty.
@@ -302,7 +309,12 @@ pub fn write_response<W: Write>(
     keep_alive: bool,
     framing: Framing,
 ) -> io::Result<()> {
-    if compress && !resp.body.is_empty() {
+    if framing == Framing::TruncatedGzip {
+        resp.body = gzip(&resp.body);
+        resp.body.truncate(resp.body.len() / 2);
+        resp.headers
+            .push(("Content-Encoding".to_string(), "gzip".to_string()));
+    } else if compress && !resp.body.is_empty() && !matches!(framing, Framing::Generated(_)) {
         resp.body = gzip(&resp.body);
         resp.headers
             .push(("Content-Encoding".to_string(), "gzip".to_string()));
@@ -314,7 +326,11 @@ pub fn write_response<W: Write>(
         head.push_str(v);
         head.push_str("\r\n");
     }
-    head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    let length = match &framing {
+        Framing::Generated(g) => g.len(),
+        _ => resp.body.len() as u64,
+    };
+    head.push_str(&format!("Content-Length: {length}\r\n"));
     head.push_str("Server: easync-lab\r\n");
     if !keep_alive {
         head.push_str("Connection: close\r\n");
@@ -322,8 +338,11 @@ pub fn write_response<W: Write>(
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
     match framing {
-        Framing::Full => out.write_all(&resp.body)?,
-        Framing::HalfThenClose => out.write_all(&resp.body[..resp.body.len() / 2])?,
+        Framing::Full | Framing::TruncatedGzip => out.write_all(&resp.body)?,
+        Framing::HalfThenClose | Framing::Stall(_) => {
+            out.write_all(&resp.body[..resp.body.len() / 2])?
+        }
+        Framing::Generated(g) => g.write_to(out)?,
     }
     out.flush()
 }

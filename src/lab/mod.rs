@@ -38,7 +38,7 @@
 //! | `DELETE /folders/{id}` | | `{}` |
 //! | `PUT /policy` | `{"settings"?: {"DevicePasswordEnabled": 1, ...}, "require_full_compliance"?: bool}` | `{"generation"}` |
 //! | `POST /wipe` | `{"device_id"?, "account_only"?: false}` | `{"devices": n}` |
-//! | `POST /faults` | `{"kind", "count"?: 1, "command"?, "location"?, "retry_after"?, "delay_ms"?}` | `{}` |
+//! | `POST /faults` | `{"kind", "count"?: 1, "command"?, "location"?, "retry_after"?, "delay_ms"?, "size"?}` | `{}` |
 //! | `DELETE /faults` | | `{}` |
 //! | `POST /oauth/approve`, `/oauth/deny`, `/oauth/expire` | `{"user_code"}` | `{}` |
 //!
@@ -52,6 +52,20 @@
 //! after (so the state moves on, as with a real network failure). Faults apply to POSTed
 //! commands only; OPTIONS gets only `captive-portal` and `empty` faults that name it as
 //! their command.
+//!
+//! The hostile mode: faults that test a client's bounds (`src/lab/hostile.rs`). `huge-string`
+//! (the command's Status as one inline string of `size` bytes, default 1 GB, streamed),
+//! `huge-string-table` (a string table announced as `size` bytes, default 1 GB),
+//! `deep-nesting` (the root element `size` deep, default 10,000), `many-folders` (FolderSync
+//! with `size` new folders, default 100,000), `many-adds` (Sync with `size` Adds, default
+//! 1,000,000, whatever the WindowSize), `huge-server-id` (one Add with a ServerId of `size`
+//! bytes, default 1 MB), `endless-more` (Sync: MoreAvailable, the same SyncKey, nothing
+//! else), `ping-loop` (Ping: Status 2 for the folders asked, nothing changed),
+//! `sync-key-reset` (Sync: Status 3), `stall` (headers and half the body, then silence for
+//! `delay_ms`, default 600,000, the connection open) and `truncated-gzip` (half of the
+//! gzip-compressed body, with a matching Content-Length). The kinds that name a command
+//! (FolderSync, Sync, Ping) answer other commands normally; `stall` and `truncated-gzip`
+//! act after the request is processed, the others instead of it.
 //!
 //! # Behaviour worth knowing (and where it deviates from Exchange)
 //!
@@ -122,7 +136,8 @@
 mod admin;
 pub mod autodiscover;
 mod folders;
-pub mod http;
+mod hostile;
+mod http;
 mod lookup;
 mod mail;
 pub mod model;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use super::Lab;
+use super::hostile;
 use super::http::{self, Framing, Request, Response};
-use super::state::FaultKind;
+use super::state::{Fault, FaultKind};
 use crate::eas::{Command, Limits, Node, Parser};
 use crate::wbxml::tags::cp;
 use crate::wbxml::{ProtocolVersion, Tag};
@@ -251,7 +252,7 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
             FaultKind::CaptivePortal => return full(captive_portal_page()),
             FaultKind::Empty => return full(Response::new(200)),
             FaultKind::Slow => std::thread::sleep(Duration::from_millis(f.delay_ms.unwrap_or(500))),
-            FaultKind::Reset | FaultKind::Truncate | FaultKind::Garbage => {}
+            _ => {}
         }
     }
 
@@ -272,6 +273,9 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
         body: &req.body,
         content_type: req.header("Content-Type"),
     };
+    if let Some(answer) = fault.as_ref().and_then(|f| hostile_answer(&ctx, f)) {
+        return answer;
+    }
     let reply = match policy_gate(&ctx) {
         Some(_) if version <= ProtocolVersion::V12_1 => Reply::Http(Response::new(449)),
         Some(code) => status_reply(&ctx, code),
@@ -289,6 +293,10 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
     if let Some(f) = fault {
         match f.kind {
             FaultKind::Reset => framing = Framing::HalfThenClose,
+            FaultKind::Stall => {
+                framing = Framing::Stall(Duration::from_millis(f.delay_ms.unwrap_or(600_000)))
+            }
+            FaultKind::TruncatedGzip => framing = Framing::TruncatedGzip,
             FaultKind::Truncate => {
                 let keep = resp.body.len() / 2;
                 resp.body.truncate(keep.max(6.min(resp.body.len())));
@@ -301,6 +309,50 @@ pub fn handle(lab: &Lab, req: &Request) -> (Response, Framing) {
         }
     }
     (resp, framing)
+}
+
+/// The answer of a hostile fault that replaces the command's (see [`hostile`]); `None` for
+/// the other faults, and where the request gives the fault nothing to aim at.
+fn hostile_answer(ctx: &Ctx, fault: &Fault) -> Option<(Response, Framing)> {
+    use hostile::Answer;
+    let size = |default| fault.size.unwrap_or(default);
+    let is = |c: Command| ctx.command == c;
+    let answer = match fault.kind {
+        FaultKind::HugeString => {
+            Answer::Generated(hostile::huge_string(ctx, size(hostile::DEFAULT_HUGE_BYTES)))
+        }
+        FaultKind::HugeStringTable => Answer::Generated(hostile::huge_string_table(size(
+            hostile::DEFAULT_HUGE_BYTES,
+        ))),
+        FaultKind::DeepNesting => {
+            Answer::Generated(hostile::deep_nesting(ctx, size(hostile::DEFAULT_DEPTH)))
+        }
+        FaultKind::ManyFolders if is(Command::FolderSync) => {
+            Answer::Generated(hostile::many_folders(size(hostile::DEFAULT_FOLDERS)))
+        }
+        FaultKind::ManyAdds if is(Command::Sync) => {
+            hostile::many_adds(ctx, size(hostile::DEFAULT_ADDS))
+        }
+        FaultKind::HugeServerId if is(Command::Sync) => {
+            hostile::huge_server_id(ctx, size(hostile::DEFAULT_ID_BYTES))
+        }
+        FaultKind::EndlessMore if is(Command::Sync) => hostile::endless_more(ctx),
+        FaultKind::SyncKeyReset if is(Command::Sync) => hostile::sync_key_reset(ctx),
+        FaultKind::PingLoop if is(Command::Ping) => hostile::ping_loop(ctx),
+        _ => Answer::Normal,
+    };
+    match answer {
+        Answer::Normal => None,
+        Answer::Reply(Reply::Wbxml(body)) => {
+            Some((Response::new(200).with_body(WBXML, body), Framing::Full))
+        }
+        Answer::Reply(Reply::Empty) => Some((Response::new(200), Framing::Full)),
+        Answer::Reply(Reply::Http(r)) => Some((r, Framing::Full)),
+        Answer::Generated(g) => Some((
+            Response::new(200).with_header("Content-Type", WBXML),
+            Framing::Generated(g),
+        )),
+    }
 }
 
 /// What a captive portal answers to every request: its sign-in page.

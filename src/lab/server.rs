@@ -7,7 +7,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -169,7 +169,11 @@ fn serve<S: Read + Write>(lab: &Lab, stream: S, secure: bool, kind: Kind) {
     loop {
         let mut req = match http::read_request(&mut reader, lab.config.max_body) {
             Ok(r) => r,
-            Err(ReadError::Closed) | Err(ReadError::Io(_)) => return,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Io(e)) => {
+                log::debug!("lab connection ended: {e}");
+                return;
+            }
             Err(ReadError::Bad(m)) => {
                 let _ = http::write_response(
                     reader.get_mut(),
@@ -199,11 +203,27 @@ fn serve<S: Read + Write>(lab: &Lab, stream: S, secure: bool, kind: Kind) {
         };
         let keep_alive = req.keep_alive() && framing == Framing::Full;
         let gzip = kind == Kind::Eas && lab.config.gzip && req.accepts_gzip();
-        if http::write_response(reader.get_mut(), resp, gzip, keep_alive, framing).is_err()
-            || !keep_alive
-        {
+        let stall = match framing {
+            Framing::Stall(d) => Some(d),
+            _ => None,
+        };
+        if http::write_response(reader.get_mut(), resp, gzip, keep_alive, framing).is_err() {
             return;
         }
+        if let Some(d) = stall {
+            stay_silent(lab, d);
+        }
+        if !keep_alive {
+            return;
+        }
+    }
+}
+
+/// Holds a stalled connection open and silent for `d`, or until the lab shuts down.
+fn stay_silent(lab: &Lab, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !lab.shared.lock().shutdown {
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

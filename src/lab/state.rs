@@ -209,6 +209,30 @@ pub enum FaultKind {
     CaptivePortal,
     /// Answer HTTP 200 with an empty body, also where the command needs one.
     Empty,
+    /// The command's Status as one inline string of `size` bytes (default 1 GB), streamed.
+    HugeString,
+    /// A WBXML string table announced as `size` bytes (default 1 GB), streamed.
+    HugeStringTable,
+    /// The command's root element nested `size` deep (default 10,000).
+    DeepNesting,
+    /// FolderSync answered with `size` new folders (default 100,000).
+    ManyFolders,
+    /// Sync answered with `size` Adds (default 1,000,000) for the first collection asked,
+    /// whatever WindowSize the client sent; streamed.
+    ManyAdds,
+    /// Sync answered with one Add whose ServerId is `size` bytes (default 1 MB).
+    HugeServerId,
+    /// Sync answered with MoreAvailable, the same SyncKey and nothing else: no progress.
+    EndlessMore,
+    /// Ping answered with Status 2 (changes) for the folders asked, though nothing changed.
+    PingLoop,
+    /// Sync answered with Status 3 (invalid SyncKey) for the first collection asked.
+    SyncKeyReset,
+    /// Headers and half the body, then nothing more for `delay_ms` (default 600,000) with
+    /// the connection held open: a stalled peer or a slow loris.
+    Stall,
+    /// The gzip-compressed body cut in half, with a Content-Length that matches the cut.
+    TruncatedGzip,
 }
 
 /// An injected fault (admin `POST /faults`).
@@ -228,9 +252,12 @@ pub struct Fault {
     /// For `throttle`: the Retry-After value, seconds or an HTTP date (default "1").
     #[serde(default)]
     pub retry_after: Option<String>,
-    /// For `slow`: the delay in milliseconds (default 500).
+    /// For `slow` and `stall`: the delay in milliseconds (default 500 and 600,000).
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// For the hostile kinds: bytes, depth or count (each kind's default when absent).
+    #[serde(default)]
+    pub size: Option<u64>,
 }
 
 impl FaultKind {
@@ -247,6 +274,17 @@ impl FaultKind {
             FaultKind::Garbage => "garbage",
             FaultKind::CaptivePortal => "captive-portal",
             FaultKind::Empty => "empty",
+            FaultKind::HugeString => "huge-string",
+            FaultKind::HugeStringTable => "huge-string-table",
+            FaultKind::DeepNesting => "deep-nesting",
+            FaultKind::ManyFolders => "many-folders",
+            FaultKind::ManyAdds => "many-adds",
+            FaultKind::HugeServerId => "huge-server-id",
+            FaultKind::EndlessMore => "endless-more",
+            FaultKind::PingLoop => "ping-loop",
+            FaultKind::SyncKeyReset => "sync-key-reset",
+            FaultKind::Stall => "stall",
+            FaultKind::TruncatedGzip => "truncated-gzip",
         }
     }
 }
@@ -264,12 +302,14 @@ impl Fault {
             location: None,
             retry_after: None,
             delay_ms: None,
+            size: None,
         }
     }
 
     fn to_json(&self) -> Json {
         json!({"kind": self.kind.name(), "count": self.count, "command": self.command,
-               "location": self.location, "retry_after": self.retry_after, "delay_ms": self.delay_ms})
+               "location": self.location, "retry_after": self.retry_after, "delay_ms": self.delay_ms,
+               "size": self.size})
     }
 }
 

@@ -5,6 +5,8 @@ pub mod bus;
 pub mod client;
 #[cfg(feature = "lab")]
 pub mod daemon;
+#[cfg(feature = "lab")]
+pub mod hostile;
 pub mod imap;
 #[cfg(feature = "lab")]
 pub mod lab;

@@ -103,3 +103,178 @@ hostile_tests! {
     a_retry_after_of_a_week_is_capped: "throttle-week",
     a_peer_that_stops_sending_mid_body_is_timed_out: "stall",
 }
+
+/// Every path below `root`, relative, depth first.
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+            out.push(rel);
+        }
+    }
+    out
+}
+
+/// Folder display names and ServerIds a server may send that must never become a path
+/// outside the store, a hidden file, or one folder's files mixed into another's: `/`, `..`,
+/// `.`, newlines, 4 KB, bidi overrides, names that are equal once sanitized (also ignoring
+/// case), ServerIds full of `../`, newlines and `%`; an attachment called `../../etc/passwd`.
+/// (NUL cannot travel: WBXML strings end at NUL; `store::names` replaces one anyway.)
+#[test]
+fn hostile_folder_names_server_ids_and_attachment_names_stay_inside_the_store() {
+    use common::daemon::{DaemonSetup, admin, disk_inventory, server_inventory};
+    use easync::lab;
+    use serde_json::json;
+
+    let config = lab::Config {
+        items: 2,
+        folder_id_prefix: "../../etc/\n %2e%2E\\x/".into(),
+        ..lab::Config::default()
+    };
+    let handle = lab::Server::start(config).unwrap();
+    let admin_addr = handle.admin_addr().unwrap();
+    let long = "x".repeat(4096);
+    let names = [
+        "a/b",
+        "..",
+        ".",
+        "line\nbreak",
+        long.as_str(),
+        "Coll/ide",
+        "Coll_ide",
+        "coll_ide",
+        "\u{202e}txt.exe",
+        "trailing dot.",
+    ];
+    for (n, name) in names.iter().enumerate() {
+        let (status, folder) = admin(
+            admin_addr,
+            "POST",
+            "/folders",
+            Some(&json!({"name": name, "type": 14})),
+        );
+        assert_eq!(status, 200, "{folder}");
+        let (status, item) = admin(
+            admin_addr,
+            "POST",
+            "/items",
+            Some(&json!({"folder": folder["server_id"], "props": {
+                "FileAs": format!("Hostile {n}"), "FirstName": "Hostile",
+                "Email1Address": format!("hostile{n}@example.net")}})),
+        );
+        assert_eq!(status, 200, "{item}");
+    }
+    let (status, mail_folder) = admin(
+        admin_addr,
+        "POST",
+        "/folders",
+        Some(&json!({"name": "../../etc", "type": 12})),
+    );
+    assert_eq!(status, 200, "{mail_folder}");
+    let (status, mail) = admin(
+        admin_addr,
+        "POST",
+        "/items",
+        Some(
+            &json!({"folder": mail_folder["server_id"], "subject": "hostile attachment",
+            "body": "see the attachment",
+            "attachments": [{"name": "../../etc/passwd", "data": "root:x:0:0::/root:/bin/sh"}]}),
+        ),
+    );
+    assert_eq!(status, 200, "{mail}");
+
+    let setup = DaemonSetup::new(&handle, "hostilenames", hostile::PUSH);
+    let daemon = hostile::Daemon::spawn(&setup, env!("CARGO_BIN_EXE_easyncd"));
+    let seen = daemon.notifications(std::time::Duration::from_secs(60), Some("STATUS=synced"));
+    assert!(
+        seen.iter().any(|m| m.starts_with("STATUS=synced")),
+        "{seen:?}\n{}",
+        daemon.log()
+    );
+
+    // Every item arrived once, in some folder of its class: the folder names differ on disk.
+    let flatten = |inventory: common::daemon::Inventory| {
+        let mut out = std::collections::BTreeMap::<String, usize>::new();
+        for (folder, items) in inventory {
+            let class = folder.split('/').next().unwrap_or_default().to_string();
+            for (key, n) in items {
+                *out.entry(format!("{class}: {key}")).or_default() += n;
+            }
+        }
+        out
+    };
+    let data = setup.data();
+    assert_eq!(
+        flatten(server_inventory(&handle)),
+        flatten(disk_inventory(&data)),
+        "{}",
+        daemon.log()
+    );
+
+    // One directory per contact folder, each a plain visible name of at most 255 bytes.
+    let contact_dirs: Vec<String> = std::fs::read_dir(data.join("contacts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let on_server = handle.state()["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["type"] == 9 || f["type"] == 14)
+        .count();
+    assert_eq!(contact_dirs.len(), on_server, "{contact_dirs:?}");
+    let lowered: std::collections::BTreeSet<String> =
+        contact_dirs.iter().map(|d| d.to_lowercase()).collect();
+    assert_eq!(lowered.len(), contact_dirs.len(), "{contact_dirs:?}");
+    for path in walk(&data) {
+        for part in path.split('/') {
+            assert!(
+                !part.is_empty() && part != "." && part != ".." && part.len() <= 255,
+                "{path:?}"
+            );
+            assert!(
+                !part.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{path:?}"
+            );
+        }
+        assert!(!path.ends_with("passwd"), "{path:?}");
+    }
+    // The hostile ServerIds reached the store, encoded (item files are named after them).
+    assert!(
+        walk(&data.join("contacts"))
+            .iter()
+            .any(|p| p.contains("%0A")),
+        "{:?}",
+        walk(&data.join("contacts"))
+    );
+    // Nothing was written beside the data directory.
+    let mut beside: Vec<String> = std::fs::read_dir(&setup.dir.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    assert_eq!(
+        beside,
+        [
+            "data",
+            "easync.toml",
+            "easyncd.log",
+            "notify.sock",
+            "password"
+        ]
+    );
+    drop(daemon);
+    handle.shutdown();
+}

@@ -1098,6 +1098,31 @@ fn https_with_the_wrong_ca_is_not_trusted() {
     session.negotiate(Some(V16_1), TIMEOUT).expect("OPTIONS");
 }
 
+#[test]
+fn an_expired_server_certificate_is_refused_and_named() {
+    let lab = lab_with(|c| c.server_cert = lab_server::ServerCert::Expired);
+    let account = https_account(&lab, "expired");
+    let mut session = Session::new(Client::new(https_config(&account)).unwrap(), V16_1);
+    let err = session.options(TIMEOUT).unwrap_err();
+    assert!(matches!(err, Error::CertificateExpired), "{err:?}");
+    assert!(err.to_string().contains("device clock"), "{err}");
+    // Refused in the handshake: no request reached the lab.
+    assert_eq!(lab.handle.state()["devices"], serde_json::json!([]));
+}
+
+#[test]
+fn a_server_certificate_for_another_host_is_refused_and_named() {
+    let lab = lab_with(|c| c.server_cert = lab_server::ServerCert::WrongHost);
+    let account = https_account(&lab, "wronghost");
+    let mut session = Session::new(Client::new(https_config(&account)).unwrap(), V16_1);
+    let err = session.options(TIMEOUT).unwrap_err();
+    assert!(
+        matches!(&err, Error::CertificateNameMismatch { host } if host.starts_with("127.0.0.1")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("server URL"), "{err}");
+}
+
 /// The lab's server certificate (DER), fetched with a plain rustls handshake.
 fn lab_server_certificate(lab: &Lab) -> Vec<u8> {
     use rustls::pki_types::{CertificateDer, ServerName};

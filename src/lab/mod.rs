@@ -222,6 +222,12 @@ pub struct Config {
     /// Extra host names in the HTTPS certificate (besides localhost and 127.0.0.1), e.g. the
     /// domains an Autodiscover test resolves to the lab.
     pub tls_names: Vec<String>,
+    /// What is wrong with the HTTPS server certificate, for certificate tests.
+    pub server_cert: ServerCert,
+    /// Put before the ServerId of every folder made through the admin API (and so before
+    /// the ServerIds of the items in them), for tests of hostile identifiers: `/`, `..`,
+    /// newlines, `%`, long ones. The seeded folders keep their plain ids.
+    pub folder_id_prefix: String,
     /// The Autodiscover service (`/autodiscover/autodiscover.xml`).
     pub autodiscover: autodiscover::Settings,
     /// The OAuth device flow and token endpoints (`/oauth2/v2.0/...`).
@@ -289,10 +295,24 @@ impl Default for Config {
             missing_device_id_status: 400,
             capture_dir: None,
             tls_names: Vec::new(),
+            server_cert: ServerCert::Valid,
+            folder_id_prefix: String::new(),
             autodiscover: autodiscover::Settings::default(),
             oauth: oauth::Settings::default(),
         }
     }
+}
+
+/// The HTTPS server certificate the lab presents (always issued by the lab CA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerCert {
+    /// Valid now, for localhost, 127.0.0.1 and [`Config::tls_names`].
+    #[default]
+    Valid,
+    /// Valid only during 2020.
+    Expired,
+    /// Valid now, but only for `wrong-host.invalid`.
+    WrongHost,
 }
 
 /// The running lab as the request handlers see it.

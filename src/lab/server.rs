@@ -50,7 +50,7 @@ impl Server {
                 "the lab needs at least one user",
             ));
         }
-        let authority = tls::Authority::generate(&config.tls_names)?;
+        let authority = tls::Authority::generate(&config.tls_names, config.server_cert)?;
         if let Some(path) = &config.cert_out {
             std::fs::write(path, authority.ca_pem()).map_err(|e| {
                 io::Error::new(
@@ -68,6 +68,7 @@ impl Server {
         seed::populate(&mut state, config.items, started_unix);
         state.policy.settings = config.policy.clone();
         state.policy.require_full_compliance = config.require_full_compliance;
+        state.folder_id_prefix = config.folder_id_prefix.clone();
         let bind = |a: Option<SocketAddr>| -> io::Result<Option<TcpListener>> {
             a.map(|a| {
                 TcpListener::bind(a)

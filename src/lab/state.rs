@@ -356,6 +356,9 @@ pub struct State {
     pub shutdown: bool,
     /// The lab user's address (the first configured user).
     pub user_email: String,
+    /// Put before the ServerIds of folders made through the admin API
+    /// ([`super::Config::folder_id_prefix`]).
+    pub folder_id_prefix: String,
 }
 
 /// The state with its lock and change signal.
@@ -418,6 +421,7 @@ impl State {
             },
             devices: BTreeMap::new(),
             faults: Vec::new(),
+            folder_id_prefix: String::new(),
             oof: Oof::default(),
             directory: Vec::new(),
             sent_client_ids: HashSet::new(),
@@ -543,7 +547,7 @@ impl State {
         {
             return Err(format!("a folder {name:?} exists there already"));
         }
-        let server_id = self.next_folder.to_string();
+        let server_id = format!("{}{}", self.folder_id_prefix, self.next_folder);
         self.next_folder += 1;
         self.folders.push(Folder {
             server_id: server_id.clone(),

@@ -28,7 +28,7 @@ fn tls_error(e: impl std::fmt::Display) -> io::Error {
 
 impl Authority {
     /// Generates a fresh CA and a server certificate for localhost/127.0.0.1 (and `extra_names`).
-    pub fn generate(extra_names: &[String]) -> io::Result<Authority> {
+    pub fn generate(extra_names: &[String], kind: super::ServerCert) -> io::Result<Authority> {
         let ca_key = KeyPair::generate().map_err(tls_error)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
         ca_params
@@ -44,8 +44,15 @@ impl Authority {
 
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         names.extend(extra_names.iter().cloned());
+        if kind == super::ServerCert::WrongHost {
+            names = vec!["wrong-host.invalid".to_string()];
+        }
         let server_key = KeyPair::generate().map_err(tls_error)?;
         let mut server_params = CertificateParams::new(names).map_err(tls_error)?;
+        if kind == super::ServerCert::Expired {
+            server_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            server_params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        }
         server_params
             .distinguished_name
             .push(DnType::CommonName, "easync-lab");

@@ -23,7 +23,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// A long heartbeat: whatever the daemon does while the fault lasts is not a heartbeat.
-const PUSH: &str = "[push]\nheartbeat_min = 300\nheartbeat_start = 300\nheartbeat_max = 600\n";
+pub const PUSH: &str = "[push]\nheartbeat_min = 300\nheartbeat_start = 300\nheartbeat_max = 600\n";
 
 /// One fault to try.
 pub struct Case {
@@ -99,23 +99,44 @@ impl Outcome {
     }
 }
 
-struct Daemon {
-    child: Child,
+/// `easyncd` in its long-running mode (`-v --bus none`), notifying a socket of its own.
+pub struct Daemon {
+    pub child: Child,
     notify: UnixDatagram,
     log: PathBuf,
 }
 
 impl Daemon {
+    /// Starts `easyncd` for `setup`, its log in the setup's directory.
+    pub fn spawn(setup: &DaemonSetup, easyncd: &str) -> Daemon {
+        let socket = setup.dir.0.join("notify.sock");
+        let _ = std::fs::remove_file(&socket);
+        let notify = UnixDatagram::bind(&socket).expect("notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("socket timeout");
+        let log = setup.dir.0.join("easyncd.log");
+        let child = setup
+            .command(easyncd, &["-v", "--bus", "none"])
+            .env("NOTIFY_SOCKET", &socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("easyncd starts");
+        Daemon { child, notify, log }
+    }
+
     fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    fn signal(&self, signal: Signal) {
+    pub fn signal(&self, signal: Signal) {
         let _ = kill(self.pid(), signal);
     }
 
     /// Notifications over `window`; stops early at one starting with `until`.
-    fn notifications(&self, window: Duration, until: Option<&str>) -> Vec<String> {
+    pub fn notifications(&self, window: Duration, until: Option<&str>) -> Vec<String> {
         let deadline = Instant::now() + window;
         let mut seen = Vec::new();
         let mut buf = [0u8; 1024];
@@ -132,7 +153,7 @@ impl Daemon {
         seen
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -189,21 +210,7 @@ pub fn run(case: &Case, easyncd: &str) -> Outcome {
     };
     let handle = lab::Server::start(config).expect("the lab starts");
     let setup = DaemonSetup::new(&handle, &format!("hostile{}", case.name.len()), PUSH);
-    let socket = setup.dir.0.join("notify.sock");
-    let notify = UnixDatagram::bind(&socket).expect("notify socket");
-    notify
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("socket timeout");
-    let log = setup.dir.0.join("easyncd.log");
-    let child = setup
-        .command(easyncd, &["-v", "--bus", "none"])
-        .env("NOTIFY_SOCKET", &socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("easyncd starts");
-    let daemon = Daemon { child, notify, log };
+    let daemon = Daemon::spawn(&setup, easyncd);
     let pid = daemon.child.id();
     let first = daemon.notifications(Duration::from_secs(60), Some("STATUS=synced"));
     assert!(

@@ -507,3 +507,91 @@ fn kill_9_during_uploads_loses_and_duplicates_nothing() {
         maker.files.len()
     );
 }
+
+/// The `core*` files in `dir` (the kernel's `core` or `core.PID` pattern).
+fn core_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == "core" || n.starts_with("core."))
+        })
+        .collect()
+}
+
+/// Crashes `easyncd` (SIGABRT, as a failed assertion in C code would) once it has synced, with core files allowed by the resource
+/// limit and written to its working directory; the core files left there.
+fn crash_with_cores(setup: &DaemonSetup, env: &[(&str, &str)]) -> Vec<std::path::PathBuf> {
+    for old in core_files(&setup.dir.0) {
+        std::fs::remove_file(old).unwrap();
+    }
+    let mut command = std::process::Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg("ulimit -c unlimited && exec \"$0\" --config \"$1\" --bus none")
+        .arg(EASYNCD)
+        .arg(&setup.config_path)
+        .current_dir(&setup.dir.0)
+        .stdout(Stdio::null())
+        .stderr(File::create(setup.dir.0.join("crash.err")).unwrap())
+        .env_remove("EASYNC_ALLOW_CORE_DUMPS");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("easyncd starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_item_files(&setup.data()) == 0 {
+        assert!(Instant::now() < deadline, "easyncd synced nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGABRT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(Signal::SIGABRT as i32), "{status:?}");
+    core_files(&setup.dir.0)
+}
+
+/// The password (and a token would be no different) is in the daemon's memory while it
+/// runs; a crash must not write it into a core file. easyncd makes itself non-dumpable, so
+/// no core is written at all. The same crash with `EASYNC_ALLOW_CORE_DUMPS=1` shows that
+/// cores are written here and would hold the password — the check is real.
+#[test]
+fn a_crash_leaves_no_core_file_holding_the_password() {
+    let secret = format!("S3cret-{}", common::daemon::unique_name("pw"));
+    let mut config = Lab::default_config();
+    config.items = 4;
+    config.users = vec![("lab@example.com".into(), secret.clone())];
+    let lab = Lab::start(config);
+    let setup = DaemonSetup::new(&lab.handle, "corepw", "");
+    std::fs::write(setup.dir.0.join("password"), &secret).unwrap();
+
+    let cores = crash_with_cores(&setup, &[]);
+    for core in &cores {
+        let bytes = std::fs::read(core).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the password",
+            core.display()
+        );
+    }
+    assert!(cores.is_empty(), "easyncd left core files: {cores:?}");
+
+    std::fs::remove_dir_all(setup.data()).unwrap();
+    let allowed = crash_with_cores(&setup, &[("EASYNC_ALLOW_CORE_DUMPS", "1")]);
+    if allowed.is_empty() {
+        let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+        eprintln!(
+            "no core written even when allowed (core_pattern {:?}): the control proves nothing here",
+            pattern.trim()
+        );
+        return;
+    }
+    let bytes = std::fs::read(&allowed[0]).unwrap();
+    assert!(
+        bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "a core written with dumps allowed holds the password ({} bytes scanned)",
+        bytes.len()
+    );
+}

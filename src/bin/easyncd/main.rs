@@ -26,6 +26,9 @@ use tokio::io::unix::AsyncFd;
 /// How long file changes must have been quiet before they count as one local change.
 const LOCAL_CHANGE_SETTLE: Duration = Duration::from_millis(300);
 
+/// The environment variable that lets a crash write a core dump (see [`USAGE`]).
+const ALLOW_CORE_DUMPS: &str = "EASYNC_ALLOW_CORE_DUMPS";
+
 const USAGE: &str = "\
 usage: easyncd [--config FILE] [--bus system|session|none] [-v] [--once [--push]]
 
@@ -40,6 +43,9 @@ usage: easyncd [--config FILE] [--bus system|session|none] [-v] [--once [--push]
                   (development, tests) or none
   -v, --verbose   log more (repeat for debug)
   -h, --help      this text
+
+easyncd never writes a core dump (the password and tokens are in its memory);
+EASYNC_ALLOW_CORE_DUMPS=1 in its environment allows them, for debugging.
 
 Under systemd (Type=notify) easyncd reports READY=1 once running, STATUS= as it syncs, and
 WATCHDOG=1 at half of WatchdogSec= when that is set.
@@ -106,6 +112,15 @@ fn main() -> ExitCode {
     };
     let _ = JOURNAL.set(std::env::var_os("JOURNAL_STREAM").is_some());
     let _ = log::set_logger(&LOGGER);
+    // Before the password or a token is read: a core dump would carry them off the device.
+    let cores_allowed = std::env::var_os(ALLOW_CORE_DUMPS).is_some_and(|v| v == "1");
+    if !cores_allowed {
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            log::warn!(
+                "core dumps could not be switched off ({e}): a crash may write the password into a core file"
+            );
+        }
+    }
     log::set_max_level(match (args.verbosity, args.once) {
         (0, true) => log::LevelFilter::Warn,
         // The daemon's own news (synced, pushed, failed) is info: the journal keeps it.

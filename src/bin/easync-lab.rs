@@ -17,7 +17,7 @@ usage: easync-lab serve [OPTIONS]
        easync-lab set-policy   --admin ADDR [FILE.json|-] [--require-full-compliance true|false]
        easync-lab wipe         --admin ADDR [--device ID] [--account-only]
        easync-lab fault        --admin ADDR KIND [--count N] [--command CMD] [--location URL]
-                                [--retry-after SECONDS|HTTP-DATE] [--delay-ms N]
+                                [--retry-after SECONDS|HTTP-DATE] [--delay-ms N] [--size N]
        easync-lab clear-faults --admin ADDR
        easync-lab client-cert  --admin ADDR --cn NAME
 
@@ -68,13 +68,19 @@ admin API (on the admin listener; ADDR above is HOST:PORT or http://HOST:PORT):
   PUT /folders/{id}         {\"name\", \"parent\"?}      DELETE /folders/{id}
   PUT /policy               {\"settings\"?: {...}, \"require_full_compliance\"?: bool}
   POST /wipe                {\"device_id\"?, \"account_only\"?: bool}
-  POST /faults              {\"kind\", \"count\"?, \"command\"?, \"location\"?, \"retry_after\"?, \"delay_ms\"?}
+  POST /faults              {\"kind\", \"count\"?, \"command\"?, \"location\"?, \"retry_after\"?, \"delay_ms\"?, \"size\"?}
   DELETE /faults
 
 fault kinds: retry-with (449), redirect (451 + X-MS-Location; default target the lab's alias
 path /lab-alias/Microsoft-Server-ActiveSync), throttle (503 + Retry-After), server-error
 (500), slow (delay), reset (half the body, then close), truncate (a valid WBXML prefix),
-garbage (junk bytes with 200).
+garbage (junk bytes with 200), captive-portal (200 with an HTML sign-in page), empty (200
+without a body). Hostile ones, each with its --size default: huge-string (a 1 GB string),
+huge-string-table (1 GB), deep-nesting (10,000 levels), many-folders (FolderSync, 100,000),
+many-adds (Sync, 1,000,000 Adds), huge-server-id (Sync, 1 MB), endless-more (Sync:
+MoreAvailable without progress), ping-loop (Ping: Status 2, nothing changed), sync-key-reset
+(Sync: Status 3), stall (half the body, then silence for --delay-ms, default 600000),
+truncated-gzip (half the compressed body).
 
 Default folders (ServerId = type): 2 Inbox, 3 Drafts, 4 Deleted Items, 5 Sent Items,
 6 Outbox, 7 Tasks, 8 Calendar, 9 Contacts, 10 Notes, 12 Projects (user mail folder).
@@ -362,6 +368,7 @@ fn admin_command(command: &str, args: Vec<String>) -> Result<(), Failure> {
                 | "location"
                 | "retry-after"
                 | "delay-ms"
+                | "size"
                 | "cn"
                 | "require-full-compliance"),
             ) => {
@@ -376,6 +383,7 @@ fn admin_command(command: &str, args: Vec<String>) -> Result<(), Failure> {
                     "location" => "location",
                     "retry-after" => "retry-after",
                     "delay-ms" => "delay-ms",
+                    "size" => "size",
                     "cn" => "cn",
                     _ => "require-full-compliance",
                 };
@@ -451,7 +459,9 @@ fn admin_command(command: &str, args: Vec<String>) -> Result<(), Failure> {
             ),
         ),
         "fault" => {
-            let kind = words.first().ok_or_else(|| usage("fault needs a KIND (retry-with, redirect, throttle, server-error, slow, reset, truncate, garbage)"))?;
+            let kind = words.first().ok_or_else(|| {
+                usage("fault needs a KIND (see --help for the list: retry-with, redirect, throttle, ...)")
+            })?;
             let mut f = json!({"kind": kind, "count": num("count")?.unwrap_or(1)});
             for (opt, field) in [
                 ("command", "command"),
@@ -464,6 +474,9 @@ fn admin_command(command: &str, args: Vec<String>) -> Result<(), Failure> {
             }
             if let Some(d) = num("delay-ms")? {
                 f["delay_ms"] = json!(d);
+            }
+            if let Some(n) = num("size")? {
+                f["size"] = json!(n);
             }
             ("POST", "/faults", Some(f))
         }

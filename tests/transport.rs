@@ -1241,6 +1241,27 @@ fn tls_name_mismatch_is_typed() {
     );
 }
 
+/// A peer that accepts the connection and then says nothing (a stalled TLS handshake, a
+/// middlebox holding the connection): the request ends at its timeout, typed.
+#[test]
+fn a_tls_handshake_that_stalls_times_out() {
+    let pki = Pki::new("server CA");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(conn);
+    });
+    let mut s = session(tls_config(&format!("https://{addr}{PATH}"), &pki.ca_pem));
+    // The peer hangs up after 3 s: only the 300 ms timeout makes this a Timeout.
+    let err = s
+        .send(&folder_sync_request(), None, Duration::from_millis(300))
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    silent.join().unwrap();
+}
+
 #[test]
 fn tls_pin_match_and_mismatch() {
     let pki = Pki::new("server CA");

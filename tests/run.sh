@@ -59,7 +59,13 @@ cargo clippy --no-default-features --features device --all-targets -- -D warning
 # The device build must stand on its own: no XML tooling, no lab server.
 cargo build --release --no-default-features --features device --bins
 cargo test --no-default-features --features device --lib
-cargo test --lib --bins --tests
+# The suite keeps its temporary directories in a folder of its own, which the secrets sweep
+# then searches for the lab's password and OAuth tokens (tests/secrets-sweep.sh).
+sweep=$(mktemp -d "${TMPDIR:-/tmp}/easync-sweep.XXXXXX")
+chmod 1777 "$sweep" # like /tmp: the bus tests run clients as another user
+TMPDIR="$sweep" EASYNC_KEEP_TEST_DIRS=1 cargo test --lib --bins --tests
+bash tests/secrets-sweep.sh "$sweep"
+rm -rf "$sweep"
 
 # The QEMU system test (board/qemu/README.md): easyncd and easync-lab cross-built for aarch64
 # in the Debian trixie chroot of ../shared/cross (made on first use from Debian's mirror),

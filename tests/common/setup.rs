@@ -21,7 +21,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // tests/run.sh keeps them for the secrets sweep (tests/secrets-sweep.sh).
+        if std::env::var_os("EASYNC_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

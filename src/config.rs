@@ -1215,6 +1215,45 @@ pub fn check_hook_file(path: &Path) -> std::result::Result<(), (String, String)>
             format!("chown root {}", path.display()),
         ));
     }
+    // Whoever may rename entries in a directory on the way could put another program there.
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    for dir in path.ancestors().skip(1).chain(real.ancestors().skip(1)) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let mode = meta.mode() & 0o7777;
+        // In a sticky directory (like /tmp) only the entry's and the directory's owners may
+        // replace the entry: root or the running user, as checked here.
+        let sticky = mode & 0o1000 != 0 && (meta.uid() == 0 || meta.uid() == euid);
+        if mode & 0o022 != 0 && !sticky {
+            return Err((
+                format!(
+                    "the directory {} has mode {mode:04o}: others can replace the hook",
+                    dir.display()
+                ),
+                format!(
+                    "chmod go-w {}, or install the hook elsewhere",
+                    dir.display()
+                ),
+            ));
+        }
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err((
+                format!(
+                    "the directory {} is owned by user id {}: that user can replace the hook",
+                    dir.display(),
+                    meta.uid()
+                ),
+                format!(
+                    "chown root {}, or install the hook elsewhere",
+                    dir.display()
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -2358,6 +2397,20 @@ mod tests {
             table("device_lock", dir.to_str().unwrap())
         ));
         assert!(e.contains("not a regular file"), "{e}");
+        // A directory on the way that others may write into.
+        mode(0o755).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = error(&format!("{MINIMAL}{}", table("device_lock", &shown)));
+        assert!(
+            e.contains("others can replace the hook") && e.contains("chmod go-w"),
+            "{e}"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(
+            with(&table("device_lock", &shown)).is_ok(),
+            "sticky, like /tmp"
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let e = error(&format!(
             "{MINIMAL}{}",
             table("device_lock", "/nonexistent/hook")

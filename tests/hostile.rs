@@ -101,6 +101,7 @@ hostile_tests! {
     an_empty_body_where_one_is_needed_is_an_error: "empty",
     server_errors_back_off: "server-error",
     a_retry_after_of_a_week_is_capped: "throttle-week",
+    a_retry_after_in_the_past_is_not_a_busy_loop: "throttle-past",
     a_peer_that_stops_sending_mid_body_is_timed_out: "stall",
 }
 

@@ -326,6 +326,9 @@ pub fn all_cases() -> Vec<Case> {
     let mut week = Case::new("throttle-week", K::Throttle, None);
     week.retry_after = Some("604800");
     cases.push(week);
+    let mut past = Case::new("throttle-past", K::Throttle, None);
+    past.retry_after = Some("Wed, 21 Oct 2015 07:28:00 GMT");
+    cases.push(past);
     let mut stall = Case::new("stall", K::Stall, Some("FolderSync"));
     stall.window = Duration::from_secs(8);
     cases.push(stall);

@@ -28,6 +28,8 @@ pub const DEFAULT_ID_BYTES: u64 = 1 << 20;
 /// Caps on what a fault may ask for, so a typo cannot exhaust the lab's own memory.
 const MAX_DEPTH: u64 = 10_000_000;
 const MAX_ID_BYTES: u64 = 64 << 20;
+/// Folders and Adds are numbered with 7 digits, so every unit has the same length.
+const MAX_NUMBERED: u64 = 9_999_999;
 
 /// WBXML 1.3, public id unknown, UTF-8.
 const HEADER: [u8; 3] = [0x03, 0x01, 0x6a];
@@ -235,6 +237,7 @@ pub fn deep_nesting(ctx: &Ctx, depth: u64) -> Generated {
 
 /// FolderSync with `count` new mail folders at the top.
 pub fn many_folders(count: u64) -> Generated {
+    let count = count.min(MAX_NUMBERED);
     let mut head = header(cp::FOLDER_HIERARCHY);
     start(&mut head, FOLDER_SYNC);
     text(&mut head, FH_STATUS, b"1");
@@ -279,6 +282,7 @@ fn sync_head(collection_id: &str, sync_key: &str, status: &str) -> Vec<u8> {
 
 /// Sync with `count` Adds for the first collection asked, under a new SyncKey.
 pub fn many_adds(ctx: &Ctx, count: u64) -> Answer {
+    let count = count.min(MAX_NUMBERED);
     let Some((collection_id, _)) = first_collection(ctx) else {
         return Answer::Normal;
     };

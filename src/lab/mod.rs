@@ -113,6 +113,7 @@
 //!   MIMESupport 2. Empty and Partial Sync requests reuse the last full request; without
 //!   one they get Status 13.
 //! - Ping: a folder the device never synchronized counts as changed when it holds items.
+//!   [`Config::time_scale`] shortens every Ping and waiting Sync by its factor (soak runs).
 //! - An empty Provision body gets the wipe directive when one is due, else Status 2.
 //! - SendMail/SmartReply/SmartForward store the message (Sent Items with SaveInSentItems, the
 //!   Inbox when the lab user is a recipient); nothing leaves the lab. Success is an empty
@@ -205,6 +206,11 @@ pub struct Config {
     /// Heartbeat bounds for Ping and Sync HeartbeatInterval, in seconds (Exchange: 60..3540).
     pub ping_min_heartbeat: u32,
     pub ping_max_heartbeat: u32,
+    /// Divides how long a Ping, or a Sync with Wait/HeartbeatInterval, waits for changes
+    /// before it expires (1 = real time; 0 counts as 1). The heartbeat asked for is still
+    /// checked against the bounds above, so a client keeps its MS-ASCMD 60–3540 s while a
+    /// soak run compresses time: with 60, a 3540 s heartbeat expires after 59 s.
+    pub time_scale: u32,
     pub ping_max_folders: usize,
     /// Compress responses when the client accepts gzip.
     pub gzip: bool,
@@ -287,6 +293,7 @@ impl Default for Config {
             require_device_information: true,
             ping_min_heartbeat: 60,
             ping_max_heartbeat: 3540,
+            time_scale: 1,
             ping_max_folders: 300,
             gzip: true,
             empty_sync: EmptySync::Never,
@@ -313,6 +320,11 @@ pub enum ServerCert {
     Expired,
     /// Valid now, but only for `wrong-host.invalid`.
     WrongHost,
+}
+
+/// How long a Ping or waiting Sync of `secs` really waits under [`Config::time_scale`].
+fn scaled_wait(config: &Config, secs: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(secs) / config.time_scale.max(1)
 }
 
 /// The running lab as the request handlers see it.

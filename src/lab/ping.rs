@@ -4,7 +4,7 @@
 //! there are none); out-of-bounds heartbeats get Status 5, too many folders Status 6, an
 //! unknown folder Status 7.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::protocol::{Ctx, Reply, bad_body};
 use super::render::{document, status_document};
@@ -103,7 +103,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
     {
         return status_document(v, PING, STATUS, Status::FolderSyncRequired.code()).into();
     }
-    let deadline = Instant::now() + Duration::from_secs(params.heartbeat as u64);
+    let deadline = Instant::now() + super::scaled_wait(config, params.heartbeat as u64);
     loop {
         let now = ctx.lab.now();
         let changed: Vec<String> = params

@@ -685,7 +685,7 @@ pub fn handle(ctx: &Ctx) -> Reply {
                         })
                         .into();
                     }
-                    wait = Some(Duration::from_secs(secs));
+                    wait = Some(super::scaled_wait(&ctx.lab.config, secs));
                 }
                 t if t == WINDOW_SIZE => match number() {
                     Some(n) => global_window = Some(n as usize),

@@ -11,3 +11,5 @@ pub mod imap;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod setup;
+#[cfg(feature = "lab")]
+pub mod soak;

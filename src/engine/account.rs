@@ -1192,6 +1192,7 @@ impl Account {
                 self.body_limit(),
             ),
         };
+        applier.adopt_journal()?;
         applier.enable_upload(&self.uploads);
         applier.keep_local_edits(self.config.sync().conflict == config::ConflictPolicy::ClientWins);
         // The server's default window is 100 too (MS-ASCMD 2.2.3.199.2), so this also holds
@@ -1311,7 +1312,10 @@ impl Account {
             if catching_up && last_complete {
                 // Downloaded in full: a resync's leftovers go now, before the device's
                 // uploads add entries the resync did not see; the next round may carry them.
+                // So do the files of a batch a kill cut short that the server did not send
+                // again (they would otherwise be uploaded as the device's own).
                 applier.sweep_unseen()?;
+                applier.sweep_orphans()?;
                 catching_up = false;
                 if uploads == Uploads::WithSync {
                     upload_now = true;
@@ -1343,6 +1347,7 @@ impl Account {
             }
         }
         applier.sweep_unseen()?;
+        applier.sweep_orphans()?;
         Ok(applier.applied)
     }
 

@@ -119,6 +119,43 @@ enum Target<'m> {
     },
 }
 
+/// The journal, in a folder's directory, of the new item files a Sync response wrote before
+/// the state that maps them was saved. A kill between the two leaves files the item map does
+/// not know: were they taken for the device's own, the next upload would send the server's
+/// items back to it as new ones. Names are appended before each file is renamed into place;
+/// the journal goes once the state is saved, and after a crash the files it names that the
+/// server did not send again by the end of the folder's download are removed
+/// ([`FolderApplier::sweep_orphans`]). Hidden, with the `.tmp` ending of temporary files, so
+/// no scan takes it for an item.
+pub const INCOMING_JOURNAL: &str = ".easync-incoming.tmp";
+/// Where a journal left by an earlier run goes when the next sync of the folder starts, until
+/// the download is complete and the files it names are checked
+/// ([`FolderApplier::adopt_journal`]).
+pub const ORPHANS_JOURNAL: &str = ".easync-orphans.tmp";
+
+/// Notes `local`, a new item file about to be put in place in the folder at `root`, in its
+/// journal (opened into `journal` on first use).
+fn note_incoming(
+    journal: &mut Option<std::fs::File>,
+    root: &Path,
+    local: &str,
+) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let path = root.join(INCOMING_JOURNAL);
+    if journal.is_none() {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("open", &path, e))?;
+        *journal = Some(file);
+    }
+    if let Some(file) = journal.as_mut() {
+        writeln!(file, "{local}").map_err(|e| StoreError::io("write", &path, e))?;
+    }
+    Ok(())
+}
+
 /// The [`SyncHandler`] for one folder.
 pub struct FolderApplier<'m> {
     state: &'m mut AccountState,
@@ -145,6 +182,9 @@ pub struct FolderApplier<'m> {
     /// The response carried more than `window` changes: the server ignores the protocol,
     /// so what it sent is not trusted (see [`FolderApplier::restart_folder`]).
     pub over_window: bool,
+    /// The journal of new item files written since the state was last saved, open for
+    /// appending (see [`INCOMING_JOURNAL`]).
+    incoming: Option<std::fs::File>,
     upload: Option<Uploading<'m>>,
     /// The device's changes win conflicts (`[sync] conflict = "client-wins"`): a server
     /// change of an item the device changed since is not written over it; the upload that
@@ -238,6 +278,7 @@ impl<'m> FolderApplier<'m> {
             window: usize::MAX,
             in_response: 0,
             over_window: false,
+            incoming: None,
             upload: None,
             keep_local_edits: false,
         }
@@ -355,8 +396,87 @@ impl<'m> FolderApplier<'m> {
 
     /// Saves the state as it is (the item map of what is on disk; the folder's SyncKey only
     /// moves in [`SyncHandler::end_collection`]).
-    pub fn save_items(&self) -> Result<(), StoreError> {
-        self.state_file.save(self.state)
+    pub fn save_items(&mut self) -> Result<(), StoreError> {
+        self.state_file.save(self.state)?;
+        self.forget_incoming()
+    }
+
+    fn folder_root(&self) -> &Path {
+        match &self.target {
+            Target::Mail { maildir, .. } => maildir.root(),
+            Target::Items { vdir, .. } => vdir.root(),
+        }
+    }
+
+    /// The state maps every file written: the journal is not needed any more.
+    fn forget_incoming(&mut self) -> Result<(), StoreError> {
+        if self.incoming.take().is_none() {
+            return Ok(());
+        }
+        let path = self.folder_root().join(INCOMING_JOURNAL);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(StoreError::io("remove", &path, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Before the folder's sync: a journal left by an earlier run (killed before it saved
+    /// the state) is added to the orphans journal, so that this run's own journal, removed
+    /// at its first save, does not take the earlier names with it.
+    pub fn adopt_journal(&mut self) -> Result<(), StoreError> {
+        let journal = self.folder_root().join(INCOMING_JOURNAL);
+        let names = match std::fs::read(&journal) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("read", &journal, e)),
+        };
+        let orphans = self.folder_root().join(ORPHANS_JOURNAL);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&orphans)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &names))
+            .map_err(|e| StoreError::io("write", &orphans, e))?;
+        std::fs::remove_file(&journal).map_err(|e| StoreError::io("remove", &journal, e))
+    }
+
+    /// Once the folder's download is complete: removes the files the orphans journal names
+    /// that the state still does not map (the server did not send them again), then the
+    /// journal. Returns how many went.
+    pub fn sweep_orphans(&mut self) -> Result<u64, StoreError> {
+        let path = self.folder_root().join(ORPHANS_JOURNAL);
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StoreError::io("read", &path, e)),
+        };
+        let Some(folder) = self.state.folders.get(&self.collection_id) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        // Bounded by the response that wrote it (the window), but read defensively.
+        for local in String::from_utf8_lossy(&text).lines().take(100_000) {
+            if local.is_empty() || folder.items.server_id_of(local).is_some() {
+                continue;
+            }
+            let gone = match &self.target {
+                Target::Mail { maildir, .. } => maildir.remove(local)?,
+                Target::Items { vdir, .. } => vdir.remove(local)?,
+            };
+            if gone {
+                log::info!("{local}: left by an interrupted sync and not sent again: removed");
+                removed += 1;
+            }
+        }
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(StoreError::io("remove", &path, e));
+            }
+            _ => {}
+        }
+        Ok(removed)
     }
 
     /// After a full resync: removes the items the server did not send again (it deleted
@@ -402,6 +522,33 @@ impl<'m> FolderApplier<'m> {
             seen.insert(item.server_id.clone());
         }
         let map = &mut folder.items;
+        // A full resync sends every item again, changed or not. One the device deleted since
+        // the last sync stays deleted: its entry stays in the map, so the upload after the
+        // download sends the Delete, instead of the file coming back.
+        if let (Some(_), ServerChange::Add(item) | ServerChange::Change(item)) =
+            (&self.seen, &change)
+        {
+            if let Some(entry) = map.get(&item.server_id) {
+                let on_disk = match &self.target {
+                    Target::Mail { maildir, .. } => maildir.find(&entry.local)?.is_some(),
+                    Target::Items { vdir, .. } => vdir.entry(&entry.local)?.is_some(),
+                };
+                if !on_disk {
+                    log::info!(
+                        "{}: deleted on the device during a resync; the delete goes to the server",
+                        entry.local
+                    );
+                    if let Target::Items { body, picture, .. } = &mut self.target {
+                        body.reset(self.body_limit);
+                        picture.reset(self.body_limit);
+                    }
+                    if let Target::Mail { pending, .. } = &mut self.target {
+                        *pending = None;
+                    }
+                    return Ok(());
+                }
+            }
+        }
         match (&mut self.target, change) {
             (
                 _,
@@ -436,7 +583,9 @@ impl<'m> FolderApplier<'m> {
                             // A name made from the ServerId: should the state be lost after
                             // this commit (a crash before the SyncKey is saved), the replayed
                             // item replaces this file instead of adding a copy.
-                            let message = delivery.commit_as(&mail_name(&item.server_id), flags)?;
+                            let local = mail_name(&item.server_id);
+                            note_incoming(&mut self.incoming, maildir.root(), &local)?;
+                            let message = delivery.commit_as(&local, flags)?;
                             map.insert(
                                 &item.server_id,
                                 ItemEntry {
@@ -538,6 +687,9 @@ impl<'m> FolderApplier<'m> {
                         let uid = existing_uid.or(server_uid);
                         let mut writer = vdir.begin_item(map, &item.server_id, uid.as_deref())?;
                         let name = writer.name().to_string();
+                        if !known {
+                            note_incoming(&mut self.incoming, vdir.root(), &name)?;
+                        }
                         std::io::Write::write_all(&mut writer, text.as_bytes())
                             .map_err(|e| StoreError::io("write", vdir.root().join(&name), e))?;
                         writer.commit_item(map, &item.server_id)?;
@@ -746,6 +898,9 @@ impl SyncHandler for FolderApplier<'_> {
         }
         // Every item of this response is committed: only now may the key move forward.
         if let Err(e) = self.state_file.save(self.state) {
+            return Err(self.fail(e));
+        }
+        if let Err(e) = self.forget_incoming() {
             return Err(self.fail(e));
         }
         if let Err(e) = self.remove_stale_copies() {
@@ -969,6 +1124,86 @@ mod tests {
             "{second}"
         );
         assert_eq!(open().list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn files_of_a_batch_cut_short_that_the_server_does_not_send_again_are_removed() {
+        let t = TestDir::new("apply-orphans");
+        let file = StateFile::new(t.path());
+        let open = || Vdir::for_folder(t.path(), Class::Contacts, "F", "vcf").unwrap();
+        let add = |id: &str, name: &str| {
+            format!(
+                "<Add><ServerId>{id}</ServerId><ApplicationData>\
+                 <contacts:FirstName>{name}</contacts:FirstName></ApplicationData></Add>"
+            )
+        };
+        // A run writes two new items, then is killed before it saves the state: the files
+        // are there, the saved state knows neither, the journal names both.
+        let mut killed = state_with("9", Class::Contacts);
+        let mut applier =
+            FolderApplier::items(&mut killed, &file, "9", Class::Contacts, open(), 64);
+        // The answer breaks off after its Adds (its last four END tokens missing), so the
+        // collection never ends and nothing is saved, as when the process dies there.
+        let whole = response("k1", "9", &(add("9:1", "Kept") + &add("9:2", "Gone")));
+        let cut = &whole[..whole.len() - 4];
+        assert!(read_response(&mut parser(cut), &mut applier).is_err());
+        drop(applier);
+        assert_eq!(open().list().unwrap().len(), 2);
+        assert!(open().root().join(INCOMING_JOURNAL).exists());
+
+        // The next run: the server sends 9:1 again (the key did not move) but no longer has
+        // 9:2. Once downloaded, only 9:1 is left and nothing is there for the upload.
+        let mut state = state_with("9", Class::Contacts);
+        state.folders.get_mut("9").unwrap().sync_key = "k0".into();
+        let mut applier = FolderApplier::items(&mut state, &file, "9", Class::Contacts, open(), 64);
+        applier.adopt_journal().unwrap();
+        read_response(
+            &mut parser(&response("k2", "9", &add("9:1", "Kept"))),
+            &mut applier,
+        )
+        .unwrap();
+        assert_eq!(applier.sweep_orphans().unwrap(), 1);
+        let left = open().list().unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        let kept = std::fs::read_to_string(open().root().join(&left[0].name)).unwrap();
+        assert!(kept.contains("Kept"), "{kept}");
+        let changes = open().local_changes(&state.folders["9"].items).unwrap();
+        assert!(changes.added.is_empty() && changes.deleted.is_empty());
+        for journal in [INCOMING_JOURNAL, ORPHANS_JOURNAL] {
+            assert!(!open().root().join(journal).exists(), "{journal}");
+        }
+    }
+
+    #[test]
+    fn a_resync_keeps_what_the_device_deleted_meanwhile() {
+        let t = TestDir::new("apply-resync-delete");
+        let file = StateFile::new(t.path());
+        let mut state = state_with("9", Class::Contacts);
+        let open = || Vdir::for_folder(t.path(), Class::Contacts, "F", "vcf").unwrap();
+        let adds = "<Add><ServerId>9:1</ServerId><ApplicationData>\
+                    <contacts:FirstName>One</contacts:FirstName></ApplicationData></Add>\
+                    <Add><ServerId>9:2</ServerId><ApplicationData>\
+                    <contacts:FirstName>Two</contacts:FirstName></ApplicationData></Add>";
+        let mut applier = FolderApplier::items(&mut state, &file, "9", Class::Contacts, open(), 64);
+        read_response(&mut parser(&response("k1", "9", adds)), &mut applier).unwrap();
+        let local = state.folders["9"].items.get("9:2").unwrap().local.clone();
+        std::fs::remove_file(open().root().join(&local)).unwrap();
+
+        // The server lost its state: everything comes again from "0".
+        let mut applier = FolderApplier::items(&mut state, &file, "9", Class::Contacts, open(), 64);
+        applier.seen = Some(HashSet::new());
+        read_response(&mut parser(&response("k2", "9", adds)), &mut applier).unwrap();
+        assert_eq!(applier.sweep_unseen().unwrap(), 0);
+        assert!(
+            !open().root().join(&local).exists(),
+            "the deleted item came back"
+        );
+        let changes = open().local_changes(&state.folders["9"].items).unwrap();
+        assert_eq!(
+            changes.deleted,
+            vec!["9:2".to_string()],
+            "its Delete is due"
+        );
     }
 
     #[test]

@@ -41,15 +41,7 @@ const MAX_STARTS: usize = 400;
 
 /// The seed of this run: `EASYNC_CRASH_SEED`, else the clock.
 fn seed() -> u64 {
-    let seed = std::env::var("EASYNC_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+    let seed = common::daemon::seed_from("EASYNC_CRASH_SEED");
     eprintln!("crash test seed {seed} (EASYNC_CRASH_SEED={seed} repeats these kill points)");
     seed
 }

@@ -14,15 +14,7 @@ use common::soak::{self, SoakConfig};
 
 #[test]
 fn a_short_soak_ends_in_step_with_no_leak() {
-    let seed = std::env::var("EASYNC_SOAK_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+    let seed = common::daemon::seed_from("EASYNC_SOAK_SEED");
     eprintln!("soak smoke seed {seed} (EASYNC_SOAK_SEED={seed} repeats it)");
     let report = soak::run(&SoakConfig::smoke(seed), env!("CARGO_BIN_EXE_easyncd"));
     report.print();

@@ -224,6 +224,31 @@ pub fn file_key(class_dir: &str, bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// Every item of the lab (admin `GET /items`).
+pub fn lab_items(handle: &Handle) -> Vec<Value> {
+    let (status, json) = admin(
+        handle.admin_addr().expect("admin listener"),
+        "GET",
+        "/items",
+        None,
+    );
+    assert_eq!(status, 200, "GET /items: {json}");
+    json["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// A test's random seed: the environment variable `var` when set, else the clock.
+pub fn seed_from(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+}
+
 /// What the lab holds for its first user, from the admin API. Items without a key are
 /// counted under the key `"<no key>"`.
 pub fn server_inventory(handle: &Handle) -> Inventory {
@@ -233,15 +258,8 @@ pub fn server_inventory(handle: &Handle) -> Inventory {
             names.insert(id.to_string(), name.to_string());
         }
     }
-    let (status, json) = admin(
-        handle.admin_addr().expect("admin listener"),
-        "GET",
-        "/items",
-        None,
-    );
-    assert_eq!(status, 200, "GET /items: {json}");
     let mut out = Inventory::new();
-    for item in json["items"].as_array().expect("an item list") {
+    for item in &lab_items(handle) {
         let class = item["class"].as_str().unwrap_or_default();
         let Some(dir) = class_dir(class) else {
             continue;

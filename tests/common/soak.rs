@@ -30,8 +30,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::daemon::{
-    DaemonSetup, Inventory, Rng, admin, disk_inventory, file_key, inventory_differences,
-    inventory_len, item_files, leftover_temp_files, server_inventory,
+    DaemonSetup, Inventory, Rng, disk_inventory, file_key, inventory_differences, inventory_len,
+    item_files, lab_items, leftover_temp_files, server_inventory,
 };
 use super::hostile::{open_fds, status_kib};
 use easync::lab::model::Prop;
@@ -39,7 +39,6 @@ use easync::lab::seed::folder;
 use easync::lab::{self, Fault, FaultKind, Handle, NewItem};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 /// The heartbeats the daemon may choose (seconds, MS-ASCMD's range) and where it starts.
 const PUSH: &str = "[push]\nheartbeat_min = 60\nheartbeat_start = 120\nheartbeat_max = 3540\n";
@@ -618,18 +617,6 @@ impl LocalSide {
         }
         out
     }
-}
-
-/// Every item of the lab (admin `GET /items`).
-fn lab_items(handle: &Handle) -> Vec<Value> {
-    let (status, json) = admin(
-        handle.admin_addr().expect("admin listener"),
-        "GET",
-        "/items",
-        None,
-    );
-    assert_eq!(status, 200, "GET /items: {json}");
-    json["items"].as_array().cloned().unwrap_or_default()
 }
 
 /// Mails whose read state differs between the server (`Read`) and the store (the Maildir

@@ -1195,7 +1195,7 @@ impl Account {
         applier.adopt_journal()?;
         applier.enable_upload(&self.uploads);
         applier.keep_local_edits(self.config.sync().conflict == config::ConflictPolicy::ClientWins);
-        // The server's default window is 100 too (MS-ASCMD 2.2.3.199.2), so this also holds
+        // The server's default window is 100 too (MS-ASCMD 2.2.3.199), so this also holds
         // for the initial request, which sends none.
         applier.set_window(WINDOW_SIZE as usize);
         if resync {

@@ -28,6 +28,7 @@ use crate::eas::sync::{
     ClientCommand, ClientResponse, CollectionHeader, ServerChange, ServerItem, Status, SyncHandler,
 };
 use crate::store::atomic::StoreError;
+use crate::store::incoming::IncomingJournal;
 use crate::store::maildir::{Delivery, Flags, Maildir};
 use crate::store::state::{AccountState, Fingerprint, ItemEntry, StateFile};
 use crate::store::vdir::Vdir;
@@ -119,43 +120,6 @@ enum Target<'m> {
     },
 }
 
-/// The journal, in a folder's directory, of the new item files a Sync response wrote before
-/// the state that maps them was saved. A kill between the two leaves files the item map does
-/// not know: were they taken for the device's own, the next upload would send the server's
-/// items back to it as new ones. Names are appended before each file is renamed into place;
-/// the journal goes once the state is saved, and after a crash the files it names that the
-/// server did not send again by the end of the folder's download are removed
-/// ([`FolderApplier::sweep_orphans`]). Hidden, with the `.tmp` ending of temporary files, so
-/// no scan takes it for an item.
-pub const INCOMING_JOURNAL: &str = ".easync-incoming.tmp";
-/// Where a journal left by an earlier run goes when the next sync of the folder starts, until
-/// the download is complete and the files it names are checked
-/// ([`FolderApplier::adopt_journal`]).
-pub const ORPHANS_JOURNAL: &str = ".easync-orphans.tmp";
-
-/// Notes `local`, a new item file about to be put in place in the folder at `root`, in its
-/// journal (opened into `journal` on first use).
-fn note_incoming(
-    journal: &mut Option<std::fs::File>,
-    root: &Path,
-    local: &str,
-) -> Result<(), StoreError> {
-    use std::io::Write as _;
-    let path = root.join(INCOMING_JOURNAL);
-    if journal.is_none() {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| StoreError::io("open", &path, e))?;
-        *journal = Some(file);
-    }
-    if let Some(file) = journal.as_mut() {
-        writeln!(file, "{local}").map_err(|e| StoreError::io("write", &path, e))?;
-    }
-    Ok(())
-}
-
 /// The [`SyncHandler`] for one folder.
 pub struct FolderApplier<'m> {
     state: &'m mut AccountState,
@@ -182,9 +146,8 @@ pub struct FolderApplier<'m> {
     /// The response carried more than `window` changes: the server ignores the protocol,
     /// so what it sent is not trusted (see [`FolderApplier::restart_folder`]).
     pub over_window: bool,
-    /// The journal of new item files written since the state was last saved, open for
-    /// appending (see [`INCOMING_JOURNAL`]).
-    incoming: Option<std::fs::File>,
+    /// The folder's journal of new item files not yet mapped by a saved state.
+    incoming: IncomingJournal,
     upload: Option<Uploading<'m>>,
     /// The device's changes win conflicts (`[sync] conflict = "client-wins"`): a server
     /// change of an item the device changed since is not written over it; the upload that
@@ -263,6 +226,10 @@ impl<'m> FolderApplier<'m> {
         body_limit: usize,
         target: Target<'m>,
     ) -> Self {
+        let incoming = IncomingJournal::new(match &target {
+            Target::Mail { maildir, .. } => maildir.root(),
+            Target::Items { vdir, .. } => vdir.root(),
+        });
         FolderApplier {
             state,
             state_file,
@@ -278,7 +245,7 @@ impl<'m> FolderApplier<'m> {
             window: usize::MAX,
             in_response: 0,
             over_window: false,
-            incoming: None,
+            incoming,
             upload: None,
             keep_local_edits: false,
         }
@@ -398,84 +365,38 @@ impl<'m> FolderApplier<'m> {
     /// moves in [`SyncHandler::end_collection`]).
     pub fn save_items(&mut self) -> Result<(), StoreError> {
         self.state_file.save(self.state)?;
-        self.forget_incoming()
+        self.incoming.forget()
     }
 
-    fn folder_root(&self) -> &Path {
-        match &self.target {
-            Target::Mail { maildir, .. } => maildir.root(),
-            Target::Items { vdir, .. } => vdir.root(),
-        }
-    }
-
-    /// The state maps every file written: the journal is not needed any more.
-    fn forget_incoming(&mut self) -> Result<(), StoreError> {
-        if self.incoming.take().is_none() {
-            return Ok(());
-        }
-        let path = self.folder_root().join(INCOMING_JOURNAL);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(StoreError::io("remove", &path, e))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Before the folder's sync: a journal left by an earlier run (killed before it saved
-    /// the state) is added to the orphans journal, so that this run's own journal, removed
-    /// at its first save, does not take the earlier names with it.
+    /// Before the folder's sync: a journal an earlier, killed run left goes onto the
+    /// orphans list (see [`crate::store::incoming`]).
     pub fn adopt_journal(&mut self) -> Result<(), StoreError> {
-        let journal = self.folder_root().join(INCOMING_JOURNAL);
-        let names = match std::fs::read(&journal) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StoreError::io("read", &journal, e)),
-        };
-        let orphans = self.folder_root().join(ORPHANS_JOURNAL);
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&orphans)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &names))
-            .map_err(|e| StoreError::io("write", &orphans, e))?;
-        std::fs::remove_file(&journal).map_err(|e| StoreError::io("remove", &journal, e))
+        self.incoming.adopt_leftover()
     }
 
-    /// Once the folder's download is complete: removes the files the orphans journal names
-    /// that the state still does not map (the server did not send them again), then the
-    /// journal. Returns how many went.
+    /// Once the folder's download is complete: removes the files on the orphans list that
+    /// the state still does not map (the server did not send them again), then the list.
+    /// Returns how many went.
     pub fn sweep_orphans(&mut self) -> Result<u64, StoreError> {
-        let path = self.folder_root().join(ORPHANS_JOURNAL);
-        let text = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(StoreError::io("read", &path, e)),
-        };
+        let orphans = self.incoming.orphans()?;
         let Some(folder) = self.state.folders.get(&self.collection_id) else {
             return Ok(0);
         };
         let mut removed = 0;
-        // Bounded by the response that wrote it (the window), but read defensively.
-        for local in String::from_utf8_lossy(&text).lines().take(100_000) {
-            if local.is_empty() || folder.items.server_id_of(local).is_some() {
+        for local in orphans {
+            if folder.items.server_id_of(&local).is_some() {
                 continue;
             }
             let gone = match &self.target {
-                Target::Mail { maildir, .. } => maildir.remove(local)?,
-                Target::Items { vdir, .. } => vdir.remove(local)?,
+                Target::Mail { maildir, .. } => maildir.remove(&local)?,
+                Target::Items { vdir, .. } => vdir.remove(&local)?,
             };
             if gone {
                 log::info!("{local}: left by an interrupted sync and not sent again: removed");
                 removed += 1;
             }
         }
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(StoreError::io("remove", &path, e));
-            }
-            _ => {}
-        }
+        self.incoming.clear_orphans()?;
         Ok(removed)
     }
 
@@ -584,7 +505,7 @@ impl<'m> FolderApplier<'m> {
                             // this commit (a crash before the SyncKey is saved), the replayed
                             // item replaces this file instead of adding a copy.
                             let local = mail_name(&item.server_id);
-                            note_incoming(&mut self.incoming, maildir.root(), &local)?;
+                            self.incoming.note(&local)?;
                             let message = delivery.commit_as(&local, flags)?;
                             map.insert(
                                 &item.server_id,
@@ -688,7 +609,7 @@ impl<'m> FolderApplier<'m> {
                         let mut writer = vdir.begin_item(map, &item.server_id, uid.as_deref())?;
                         let name = writer.name().to_string();
                         if !known {
-                            note_incoming(&mut self.incoming, vdir.root(), &name)?;
+                            self.incoming.note(&name)?;
                         }
                         std::io::Write::write_all(&mut writer, text.as_bytes())
                             .map_err(|e| StoreError::io("write", vdir.root().join(&name), e))?;
@@ -900,7 +821,7 @@ impl SyncHandler for FolderApplier<'_> {
         if let Err(e) = self.state_file.save(self.state) {
             return Err(self.fail(e));
         }
-        if let Err(e) = self.forget_incoming() {
+        if let Err(e) = self.incoming.forget() {
             return Err(self.fail(e));
         }
         if let Err(e) = self.remove_stale_copies() {
@@ -917,6 +838,7 @@ mod tests {
     use crate::eas::sync::read_response;
     use crate::eas::testutil::{parser, wbxml_from_xml};
     use crate::store::atomic::testdir::TestDir;
+    use crate::store::incoming;
     use crate::store::state::FolderState;
 
     // LF only: XML turns a CR LF in the fixture's text into LF.
@@ -1149,7 +1071,7 @@ mod tests {
         assert!(read_response(&mut parser(cut), &mut applier).is_err());
         drop(applier);
         assert_eq!(open().list().unwrap().len(), 2);
-        assert!(open().root().join(INCOMING_JOURNAL).exists());
+        assert!(open().root().join(incoming::INCOMING_JOURNAL).exists());
 
         // The next run: the server sends 9:1 again (the key did not move) but no longer has
         // 9:2. Once downloaded, only 9:1 is left and nothing is there for the upload.
@@ -1169,7 +1091,7 @@ mod tests {
         assert!(kept.contains("Kept"), "{kept}");
         let changes = open().local_changes(&state.folders["9"].items).unwrap();
         assert!(changes.added.is_empty() && changes.deleted.is_empty());
-        for journal in [INCOMING_JOURNAL, ORPHANS_JOURNAL] {
+        for journal in [incoming::INCOMING_JOURNAL, incoming::ORPHANS_JOURNAL] {
             assert!(!open().root().join(journal).exists(), "{journal}");
         }
     }

@@ -9,6 +9,7 @@
 //! - [`credentials`]: the credential store (`credentials/`, 0700): OAuth tokens (0600).
 //! - [`state`]: the account's state (sync keys, id maps, learned heartbeat) as postcard.
 //! - [`lock`]: one process at a time per data directory.
+//! - [`incoming`]: the journal of new item files not yet mapped by a saved state.
 //! - [`maildir`]: mail folders in the Maildir layout (`cur`, `new`, `tmp`, flags).
 //! - [`vdir`]: one-file-per-item folders for contacts, calendar, tasks and notes.
 //! - [`vcard`], [`ical`], [`note`], [`timezone`]: EAS items to and from vCard 4.0,
@@ -18,6 +19,7 @@ pub mod atomic;
 pub mod choices;
 pub mod credentials;
 pub mod ical;
+pub mod incoming;
 pub mod lock;
 pub mod maildir;
 pub mod names;

@@ -259,6 +259,26 @@ fn ctl(bus: &PrivateBus, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `easyncctl --json enroll --password-stdin` with `password` on its standard input.
+fn enroll_from_stdin(bus: &PrivateBus, password: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(EASYNCCTL)
+        .args(["--bus", "session", "--json", "enroll", "--password-stdin"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn ctl_json(bus: &PrivateBus, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
@@ -815,17 +835,7 @@ fn enroll_checks_the_password_keeps_it_and_takes_the_server_autodiscover_missed(
         wait_state(&p, &daemon, "listening", 60).await;
     });
     // easyncctl enroll with the password on standard input (a re-enrollment).
-    let mut child = Command::new(EASYNCCTL)
-        .args(["--bus", "session", "--json", "enroll", "--password-stdin"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(b"labpass\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = enroll_from_stdin(&bus, "labpass");
     assert!(
         out.status.success(),
         "{}",
@@ -1424,22 +1434,7 @@ fn the_password_shows_nowhere_but_its_own_0600_file() {
     assert!(properties.contains("listening") && !properties.contains(SECRET));
 
     // Enrolment over D-Bus keeps the password; a push, a sent mail and the client's views.
-    let mut child = Command::new(EASYNCCTL)
-        .args(["--bus", "session", "--json", "enroll", "--password-stdin"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{SECRET}\n").as_bytes())
-        .unwrap();
-    let enrolled = child.wait_with_output().unwrap();
+    let enrolled = enroll_from_stdin(&bus, SECRET);
     assert!(
         enrolled.status.success(),
         "{}",

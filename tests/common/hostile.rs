@@ -25,28 +25,22 @@ use nix::unistd::Pid;
 /// A long heartbeat: whatever the daemon does while the fault lasts is not a heartbeat.
 pub const PUSH: &str = "[push]\nheartbeat_min = 300\nheartbeat_start = 300\nheartbeat_max = 600\n";
 
-/// One fault to try.
+/// One fault to try: the lab fault (its count is set by [`run`]) and how long it lasts.
 pub struct Case {
     pub name: &'static str,
-    pub kind: FaultKind,
-    /// Only requests of this command get it.
-    pub command: Option<&'static str>,
-    pub size: Option<u64>,
-    pub delay_ms: Option<u64>,
-    pub retry_after: Option<&'static str>,
-    /// How long the fault lasts.
+    pub fault: Fault,
     pub window: Duration,
 }
 
 impl Case {
+    /// `kind` aimed at `command` (every command when `None`) for 6 s.
     pub fn new(name: &'static str, kind: FaultKind, command: Option<&'static str>) -> Case {
         Case {
             name,
-            kind,
-            command,
-            size: None,
-            delay_ms: None,
-            retry_after: None,
+            fault: Fault {
+                command: command.map(str::to_string),
+                ..Fault::new(kind)
+            },
             window: Duration::from_secs(6),
         }
     }
@@ -230,13 +224,10 @@ pub fn run(case: &Case, easyncd: &str) -> Outcome {
         requests(&handle, &setup.device_id),
         Instant::now(),
     );
+    // On until switched off.
     handle.inject_fault(Fault {
         count: 1_000_000,
-        command: case.command.map(str::to_string),
-        size: case.size,
-        delay_ms: case.delay_ms,
-        retry_after: case.retry_after.map(str::to_string),
-        ..Fault::new(case.kind)
+        ..case.fault.clone()
     });
     // News on the server ends the parked Ping, and a sync is asked for: both run into the
     // fault.
@@ -325,10 +316,10 @@ pub fn all_cases() -> Vec<Case> {
         Case::new("server-error", K::ServerError, None),
     ];
     let mut week = Case::new("throttle-week", K::Throttle, None);
-    week.retry_after = Some("604800");
+    week.fault.retry_after = Some("604800".into());
     cases.push(week);
     let mut past = Case::new("throttle-past", K::Throttle, None);
-    past.retry_after = Some("Wed, 21 Oct 2015 07:28:00 GMT");
+    past.fault.retry_after = Some("Wed, 21 Oct 2015 07:28:00 GMT".into());
     cases.push(past);
     let mut stall = Case::new("stall", K::Stall, Some("FolderSync"));
     stall.window = Duration::from_secs(8);

@@ -207,7 +207,7 @@ record() {   # record NAME ok|FAIL|info DETAIL
     [ "$2" != FAIL ] || FAILED=1
 }
 for name in BOOT OLD-DATA LAB PROVISIONED HOOK-device_lock HOOK-storage_encryption HOOK-policy \
-    SYNCED PUSH MEM WIPED WIPE-ACK WIPE-HOOKS AFTER-WIPE; do
+    SYNCED PUSH MEM PUSH-IDLE WIPED WIPE-ACK WIPE-HOOKS AFTER-WIPE; do
     line=$(grep -m1 "^QSYS-$name " "$WORK/console.log" || true)
     case "$line" in
         "QSYS-$name ok "*) record "$name" ok "${line#"QSYS-$name ok "}" ;;

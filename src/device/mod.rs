@@ -11,9 +11,12 @@
 //!   start before any network access.
 //! - [`unlock`]: the failed unlocks the lock screen reports, counted against the policy's
 //!   MaxDevicePasswordFailedAttempts (persisted), which make the full wipe due.
+//! - [`memory`]: what the daemon gives back before it parks in a Ping: free heap, and the
+//!   resident pages of its code and read-only data.
 //!
 //! Device information follows.
 
 pub mod hooks;
+pub mod memory;
 pub mod unlock;
 pub mod wipe;

@@ -204,9 +204,10 @@ impl Account {
             let hold = std::time::Duration::from_secs(u64::from(heartbeat));
             // The Ping may hold for an hour: the item maps (every one of them is on disk
             // already) are let go while it waits and what the sync before it freed goes back
-            // to the system, so a large mailbox does not stay resident all that time.
+            // to the system, so a large mailbox does not stay resident all that time (easyncd
+            // also lets go of the sync's code once the Ping is out: `device::memory`).
             let parked_without_items = set_items_aside(&mut state);
-            super::runner::release_free_memory();
+            crate::device::memory::trim_heap();
             if !self.control.park() {
                 self.restore_items(&mut state, parked_without_items)?;
                 return Err(EngineError::Interrupted);

@@ -49,17 +49,6 @@ const INTERRUPT_EFFORT: Duration = Duration::from_secs(2);
 /// The pause between two cancels of that effort.
 const INTERRUPT_REPEAT: Duration = Duration::from_millis(20);
 
-/// Returns the heap's free memory to the system (glibc keeps freed pages resident in its
-/// arenas otherwise). Called before the engine parks in a Ping. Elsewhere a no-op.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks and trims the allocator's own free lists; it takes no
-    // pointers and is thread-safe in glibc.
-    unsafe {
-        nix::libc::malloc_trim(0);
-    }
-}
-
 /// What the engine and its interrupters share about the Ping in flight.
 #[derive(Debug, Default)]
 pub struct PingControl {

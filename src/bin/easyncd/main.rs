@@ -26,6 +26,10 @@ use tokio::io::unix::AsyncFd;
 /// How long file changes must have been quiet before they count as one local change.
 const LOCAL_CHANGE_SETTLE: Duration = Duration::from_millis(300);
 
+/// How long the engine must have been quiet in a wait before its code pages are let go:
+/// long enough for a Ping to be sent (its code runs after `Begin(Push)`).
+const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(5);
+
 /// The environment variable that lets a crash write a core dump (see [`USAGE`]).
 const ALLOW_CORE_DUMPS: &str = "EASYNC_ALLOW_CORE_DUMPS";
 
@@ -329,6 +333,9 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
     let mut engine_stuck_reported = false;
     let watchdog = notify::watchdog_interval();
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    // Once the engine has settled into a wait (see `settles_into_wait`), the code and data
+    // it ran through are let go (`device::memory`).
+    let mut idle_release: Option<tokio::time::Instant> = None;
     let (sigterm, sigint, sighup, sigusr1) = &mut signals;
     loop {
         tokio::select! {
@@ -342,6 +349,8 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
             notice = events.recv() => match notice {
                 Some(Notice::Engine(event)) => {
                     engine_watch.saw(&event, std::time::Instant::now());
+                    idle_release = settles_into_wait(&event)
+                        .then(|| tokio::time::Instant::now() + IDLE_RELEASE_AFTER);
                     report(&event, &notifier);
                     bus_service.engine_event(&event).await;
                 }
@@ -361,6 +370,10 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
                         engine_watch.silent_for(now).as_secs()
                     );
                 }
+            }
+            _ = async { tokio::time::sleep_until(idle_release.unwrap_or_else(tokio::time::Instant::now)).await }, if idle_release.is_some() => {
+                idle_release = None;
+                release_idle_memory();
             }
             ready = async {
                 match &watch {
@@ -404,6 +417,31 @@ async fn daemon(config: Config, config_path: &Path, bus: BusChoice) -> ExitCode 
     }
     let _ = engine.join();
     ExitCode::SUCCESS
+}
+
+/// Whether the engine, after this event, is about to wait for a while: parked in a Ping, in
+/// a back-off, parked until told, or done with a wipe.
+fn settles_into_wait(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Begin(Step::Push)
+            | Event::Failed { .. }
+            | Event::WipeCompleted { .. }
+            | Event::Roaming
+    )
+}
+
+/// Gives back free heap and the resident pages of code and read-only data (the engine has
+/// been quiet for [`IDLE_RELEASE_AFTER`]; what it runs next faults back in).
+fn release_idle_memory() {
+    match easync::device::memory::release_idle_memory() {
+        Ok(r) => log::debug!(
+            "idle: {} KiB of code and read-only data unmapped ({} mappings)",
+            r.resident_bytes / 1024,
+            r.mappings
+        ),
+        Err(e) => log::debug!("idle: mappings not released: {e}"),
+    }
 }
 
 /// Runs a handle call that may block for a moment (it ends a parked Ping) off the runtime.

@@ -30,8 +30,11 @@ fn check(name: &str) -> Outcome {
     eprintln!("{}", outcome.line());
     let log = || outcome.log.clone();
     assert!(outcome.alive, "{name}: easyncd died\n{}", log());
+    if outcome.emulated {
+        eprintln!("{name}: peak RSS not checked: it is qemu-user's, not easyncd's");
+    }
     assert!(
-        outcome.peak_rss_kib < outcome.peak_before_kib + PEAK_GROWTH_LIMIT_KIB,
+        outcome.emulated || outcome.peak_rss_kib < outcome.peak_before_kib + PEAK_GROWTH_LIMIT_KIB,
         "{name}: peak RSS {} KiB, {} KiB before the fault\n{}",
         outcome.peak_rss_kib,
         outcome.peak_before_kib,

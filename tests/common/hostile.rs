@@ -55,6 +55,9 @@ pub struct Outcome {
     pub peak_rss_kib: u64,
     /// VmHWM just before the fault (after the first sync), in KiB.
     pub peak_before_kib: u64,
+    /// The daemon ran under qemu-user (`board/cross/build.sh --test`): its memory figures are
+    /// the emulator's, whose cache of translated code grows with every new path run.
+    pub emulated: bool,
     /// CPU time over wall time while the fault lasted.
     pub cpu_percent: f64,
     /// Requests the lab saw from the device while the fault lasted.
@@ -176,6 +179,15 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / per_second
 }
 
+/// Whether `pid` is an emulator (qemu-aarch64, qemu-arm, ...) running the daemon.
+fn runs_under_qemu_user(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+        exe.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("qemu-"))
+    })
+}
+
 /// A `/proc/<pid>/status` figure in KiB (`VmHWM`, `VmRSS`).
 pub fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -276,6 +288,7 @@ pub fn run(case: &Case, easyncd: &str) -> Outcome {
         name: case.name,
         alive,
         peak_rss_kib: status_kib(pid, "VmHWM"),
+        emulated: runs_under_qemu_user(pid),
         peak_before_kib,
         cpu_percent,
         requests,

@@ -14,7 +14,8 @@
 //! mappings, mappings with copied pages and the kernel's own (`[vdso]`, `[stack]`) are left
 //! alone, so no byte the process wrote can be lost.
 //!
-//! Linux with glibc only; elsewhere [`release_idle_memory`] does nothing.
+//! The pages are released on Linux, the heap trimmed with glibc; elsewhere each part does
+//! nothing.
 
 use std::io::{self, BufRead};
 
@@ -128,7 +129,10 @@ fn droppable_mappings(smaps: impl BufRead) -> io::Result<Vec<Mapping>> {
             continue;
         };
         match key {
-            "Rss" => candidate.mapping.resident_bytes = parse_kib(value).unwrap_or(0) * 1024,
+            "Rss" => {
+                candidate.mapping.resident_bytes =
+                    parse_kib(value).unwrap_or(0).saturating_mul(1024)
+            }
             "Anonymous" => candidate.anonymous_kib = parse_kib(value),
             "Locked" => candidate.locked |= parse_kib(value).is_none_or(|kib| kib > 0),
             "VmFlags" => candidate.locked |= value.split_whitespace().any(|f| f == "lo"),
